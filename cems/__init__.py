@@ -1,0 +1,1 @@
+"""The ``cems`` command and the local infrastructure harness."""

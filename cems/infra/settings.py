@@ -1,0 +1,80 @@
+"""Where the local servers live, which ports they use, which versions they run.
+
+Every field can be set from the environment with the ``CEMS_`` prefix, for example
+``CEMS_KAFKA_PORT=19092`` or ``CEMS_STATE_DIR=/srv/cems``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_cache_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cems"
+
+
+class InfraSettings(BaseSettings):
+    """Local infrastructure settings (loopback only)."""
+
+    model_config = SettingsConfigDict(env_prefix="CEMS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    influxdb_port: int = 8086
+
+    state_dir: Path = Field(default=REPO_ROOT / ".cems", description="data, logs, secrets, pid files")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="built binaries and jars")
+
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "-Xms256m -Xmx1g"
+    influxdb_version: str = "v2.7.12"
+
+    influxdb_org: str = "cems"
+    influxdb_bucket: str = "cems"
+    influxdb_user: str = "cems-admin"
+
+    mqtt_platform_user: str = "cems-platform"
+
+    start_timeout_s: float = 90.0
+
+    @property
+    def mqtt_dir(self) -> Path:
+        return self.state_dir / "mosquitto"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.state_dir / "kafka"
+
+    @property
+    def influxdb_dir(self) -> Path:
+        return self.state_dir / "influxdb"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def influxdb_url(self) -> str:
+        return f"http://{self.host}:{self.influxdb_port}"
+
+    @property
+    def kafka_libs_dir(self) -> Path:
+        return self.cache_dir / "kafka" / self.kafka_version / "libs"
+
+    @property
+    def influxd_binary(self) -> Path:
+        return self.cache_dir / "influxdb" / self.influxdb_version / "influxd"

@@ -1,0 +1,76 @@
+"""Monitored parameters: contract names, HJ 212 codes (2017 and legacy 2005), canonical units.
+
+Readings on the wire use the contract names (``so2``, ``nox``, ...). Concentrations are
+carried in mg/m3; ``ppm`` input is converted with the molar mass (C = M / 22.4 * ppm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Unit(StrEnum):
+    MG_M3 = "mg/m3"
+    PPM = "ppm"
+    M3_S = "m3/s"
+    M3_H = "m3/h"
+    M_S = "m/s"
+    CELSIUS = "C"
+    KPA = "kPa"
+    PA = "Pa"
+    PERCENT = "%"
+    MW = "MW"
+    T_H = "t/h"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    hj212_code: str
+    legacy_code: str | None
+    unit: Unit
+    accepted_units: frozenset[Unit]
+    molar_mass_g_mol: float | None = None
+    #: physically possible range in the canonical unit (inclusive); outside is refused
+    min_value: float = 0.0
+    max_value: float = float("inf")
+    description: str = ""
+
+
+def _conc(name: str, code: str, legacy: str | None, molar: float | None, desc: str, max_value: float = 1e5) -> Parameter:
+    units = {Unit.MG_M3, Unit.PPM} if molar else {Unit.MG_M3}
+    return Parameter(name, code, legacy, Unit.MG_M3, frozenset(units), molar, 0.0, max_value, desc)
+
+
+PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter("flow", "a00000", "B02", Unit.M3_S, frozenset({Unit.M3_S, Unit.M3_H}), None, 0, 1e4, "flue gas flow"),
+        Parameter("velocity", "a01011", "S02", Unit.M_S, frozenset({Unit.M_S}), None, 0, 100, "flue gas velocity"),
+        Parameter("temperature", "a01012", "S03", Unit.CELSIUS, frozenset({Unit.CELSIUS}), None, -40, 1200, "flue gas temperature"),
+        Parameter("pressure", "a01013", "S08", Unit.KPA, frozenset({Unit.KPA, Unit.PA}), None, -100, 200, "flue gas static pressure"),
+        Parameter("humidity", "a01014", "S05", Unit.PERCENT, frozenset({Unit.PERCENT}), None, 0, 100, "flue gas moisture"),
+        Parameter("o2", "a19001", "S01", Unit.PERCENT, frozenset({Unit.PERCENT}), None, 0, 25, "dry O2"),
+        _conc("nh3", "a21001", "10", 17.0, "ammonia slip"),
+        _conc("nox", "a21002", "03", 46.0, "NOx as NO2"),
+        _conc("no", "a21003", None, 30.0, "NO"),
+        _conc("no2", "a21004", None, 46.0, "NO2"),
+        _conc("co", "a21005", None, 28.0, "CO"),
+        _conc("hcl", "a21024", None, 36.5, "HCl"),
+        _conc("so2", "a21026", "02", 64.0, "SO2"),
+        _conc("pm", "a34013", "01", None, "particulate matter"),
+        _conc("thc", "a24087", None, None, "total hydrocarbons"),
+        _conc("nmhc", "a24088", None, None, "non-methane hydrocarbons"),
+        _conc("ch4", "a05002", None, 16.0, "methane"),
+        _conc("benzene", "a25002", None, 78.0, "benzene"),
+        _conc("toluene", "a25003", None, 92.0, "toluene"),
+        _conc("xylene", "a25005", None, 106.0, "xylene"),
+    )
+}
+
+#: bypass instrumentation and production signals (not HJ 212 pollutant codes; sent in JSON)
+SIGNALS: frozenset[str] = frozenset({"bypass_damper", "bypass_flow", "bypass_temperature", "load"})
+
+BY_HJ212_CODE: dict[str, Parameter] = {p.hj212_code: p for p in PARAMETERS.values()}
+BY_LEGACY_CODE: dict[str, Parameter] = {p.legacy_code: p for p in PARAMETERS.values() if p.legacy_code}

@@ -1,0 +1,1 @@
+"""Grafana provisioning: datasources and dashboards generated from code."""

@@ -1,0 +1,1 @@
+"""Simulated stacks and fault scenarios with known ground truth."""

@@ -1,0 +1,1 @@
+"""Stream processing adapters around the pure rules: Kafka topics, Faust agents, sinks."""
