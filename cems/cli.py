@@ -13,6 +13,8 @@ from contracts.errors import CemsError
 app = typer.Typer(help="CEMS alerting: ingest, detection, storage and local infrastructure.", no_args_is_help=True)
 infra_app = typer.Typer(help="Real Mosquitto, Kafka (KRaft) and InfluxDB 2 on loopback, for development and tests.")
 app.add_typer(infra_app, name="infra")
+topics_app = typer.Typer(help="The project's Kafka topics (the broker does not create topics by itself).")
+app.add_typer(topics_app, name="topics")
 
 console = Console()
 err = Console(stderr=True)
@@ -73,6 +75,28 @@ def infra_status(names: ServerNames = None) -> None:
     _print_status(rows)
     if not all(r.healthy for r in rows):
         raise typer.Exit(code=1)
+
+
+@topics_app.command("ensure")
+def topics_ensure() -> None:
+    """Create every missing project topic with its partitions and retention."""
+    from cems.infra.settings import InfraSettings
+    from contracts.topics import ALL_TOPICS
+    from streams.topics import ensure_topics
+
+    settings = InfraSettings()
+    try:
+        created = ensure_topics(settings.kafka_bootstrap)
+    except CemsError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"Kafka topics at {settings.kafka_bootstrap}")
+    for col in ("topic", "partitions", "state", "content"):
+        table.add_column(col)
+    for spec in ALL_TOPICS:
+        table.add_row(
+            spec.name, str(spec.partitions), "created" if spec.name in created else "exists", spec.description
+        )
+    console.print(table)
 
 
 def _print_status(rows) -> None:  # type: ignore[no-untyped-def]

@@ -38,7 +38,9 @@ class Parameter:
     description: str = ""
 
 
-def _conc(name: str, code: str, legacy: str | None, molar: float | None, desc: str, max_value: float = 1e5) -> Parameter:
+def _conc(
+    name: str, code: str, legacy: str | None, molar: float | None, desc: str, max_value: float = 1e5
+) -> Parameter:
     units = {Unit.MG_M3, Unit.PPM} if molar else {Unit.MG_M3}
     return Parameter(name, code, legacy, Unit.MG_M3, frozenset(units), molar, 0.0, max_value, desc)
 
@@ -48,9 +50,31 @@ PARAMETERS: dict[str, Parameter] = {
     for p in (
         Parameter("flow", "a00000", "B02", Unit.M3_S, frozenset({Unit.M3_S, Unit.M3_H}), None, 0, 1e4, "flue gas flow"),
         Parameter("velocity", "a01011", "S02", Unit.M_S, frozenset({Unit.M_S}), None, 0, 100, "flue gas velocity"),
-        Parameter("temperature", "a01012", "S03", Unit.CELSIUS, frozenset({Unit.CELSIUS}), None, -40, 1200, "flue gas temperature"),
-        Parameter("pressure", "a01013", "S08", Unit.KPA, frozenset({Unit.KPA, Unit.PA}), None, -100, 200, "flue gas static pressure"),
-        Parameter("humidity", "a01014", "S05", Unit.PERCENT, frozenset({Unit.PERCENT}), None, 0, 100, "flue gas moisture"),
+        Parameter(
+            "temperature",
+            "a01012",
+            "S03",
+            Unit.CELSIUS,
+            frozenset({Unit.CELSIUS}),
+            None,
+            -40,
+            1200,
+            "flue gas temperature",
+        ),
+        Parameter(
+            "pressure",
+            "a01013",
+            "S08",
+            Unit.KPA,
+            frozenset({Unit.KPA, Unit.PA}),
+            None,
+            -100,
+            200,
+            "flue gas static pressure",
+        ),
+        Parameter(
+            "humidity", "a01014", "S05", Unit.PERCENT, frozenset({Unit.PERCENT}), None, 0, 100, "flue gas moisture"
+        ),
         Parameter("o2", "a19001", "S01", Unit.PERCENT, frozenset({Unit.PERCENT}), None, 0, 25, "dry O2"),
         _conc("nh3", "a21001", "10", 17.0, "ammonia slip"),
         _conc("nox", "a21002", "03", 46.0, "NOx as NO2"),

@@ -43,7 +43,9 @@ class InfluxDBServer(ManagedServer):
         self.home.mkdir(parents=True, exist_ok=True)
         print(f"influxdb: building influxd {self.settings.influxdb_version} once (log: {log}) ...", flush=True)
         with log.open("w") as out:
-            done = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT)
+            done = subprocess.run(
+                ["bash", str(BUILD_SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+            )
         if done.returncode != 0 or not binary.exists():
             raise InfrastructureError(f"influxdb: building influxd failed (exit {done.returncode}); read {log}")
         return binary
@@ -56,12 +58,17 @@ class InfluxDBServer(ManagedServer):
     def command(self) -> list[str]:
         return [
             str(self.settings.influxd_binary),
-            "--bolt-path", str(self.home / "meta" / "influxd.bolt"),
-            "--sqlite-path", str(self.home / "meta" / "influxd.sqlite"),
-            "--engine-path", str(self.home / "engine"),
-            "--http-bind-address", f"{self.settings.host}:{self.settings.influxdb_port}",
+            "--bolt-path",
+            str(self.home / "meta" / "influxd.bolt"),
+            "--sqlite-path",
+            str(self.home / "meta" / "influxd.sqlite"),
+            "--engine-path",
+            str(self.home / "engine"),
+            "--http-bind-address",
+            f"{self.settings.host}:{self.settings.influxdb_port}",
             "--reporting-disabled",
-            "--log-level", "info",
+            "--log-level",
+            "info",
         ]
 
     def _request(self, method: str, path: str, body: object | None = None, token: str | None = None) -> object:

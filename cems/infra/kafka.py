@@ -82,9 +82,15 @@ class KafkaServer(ManagedServer):
         shutil.rmtree(tmp, ignore_errors=True)
         run_checked(
             [
-                "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
                 f"-Dkafka.version={self.settings.kafka_version}",
-                f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
             ],
             "kafka: resolving jars from Maven Central",
         )
@@ -100,8 +106,10 @@ class KafkaServer(ManagedServer):
             *heap.split(),
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
             "-Djava.awt.headless=true",
-            "-cp", f"{libs}/*",
-            main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def prepare(self) -> None:
@@ -119,9 +127,12 @@ class KafkaServer(ManagedServer):
             cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
         run_checked(
             self._java(
-                "kafka.tools.StorageTool", "format",
-                "--config", str(self.properties_path),
-                "--cluster-id", cluster_file.read_text().strip(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--config",
+                str(self.properties_path),
+                "--cluster-id",
+                cluster_file.read_text().strip(),
                 "--ignore-formatted",
             ),
             "kafka: formatting KRaft storage",

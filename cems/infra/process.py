@@ -155,9 +155,7 @@ class ManagedServer(ABC):
         if pid is None:
             return ServerStatus(self.name, self.endpoint, None, False, "not running", self.log_path)
         reason = self.check()
-        return ServerStatus(
-            self.name, self.endpoint, pid, reason is None, reason or "healthy", self.log_path
-        )
+        return ServerStatus(self.name, self.endpoint, pid, reason is None, reason or "healthy", self.log_path)
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,61 @@
+"""docker-compose.yml cannot run here (no Docker engine); check what can be checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from cems.infra.mosquitto import render_acl
+from cems.infra.settings import REPO_ROOT
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_services_present() -> None:
+    services = _compose()["services"]
+    assert {"mosquitto", "mosquitto-init", "kafka", "influxdb", "grafana"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["influxdb"]["image"] == "influxdb:2.7"
+    assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+
+
+def test_ports_are_published_on_loopback_only() -> None:
+    expected = {"mosquitto": "1883", "kafka": "9092", "influxdb": "8086", "grafana": "3000"}
+    services = _compose()["services"]
+    for name, port in expected.items():
+        ports = services[name]["ports"]
+        assert ports == [f"127.0.0.1:{port}:{port}"], (name, ports)
+
+
+def test_every_mounted_file_exists_and_named_volumes_are_declared() -> None:
+    compose = _compose()
+    declared = set(compose["volumes"])
+    for name, service in compose["services"].items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (REPO_ROOT / source).exists(), f"service {name} mounts missing {source}"
+            else:
+                assert source in declared, f"service {name} uses undeclared volume {source}"
+
+
+def test_mosquitto_docker_config_matches_the_local_policy() -> None:
+    conf = (REPO_ROOT / "scripts/infra/mosquitto/docker.conf").read_text()
+    assert "allow_anonymous false" in conf
+    assert "persistence true" in conf
+    acl = (REPO_ROOT / "scripts/infra/mosquitto/acl").read_text()
+    assert acl.split("\n", 1)[1] == render_acl("cems-platform"), "regenerate scripts/infra/mosquitto/acl"
+
+
+def test_grafana_provisioning_points_at_influxdb_with_flux() -> None:
+    ds = yaml.safe_load(Path(REPO_ROOT / "dashboards/provisioning/datasources/influxdb.yaml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "influxdb"
+    assert source["jsonData"]["version"] == "Flux"
+    assert source["jsonData"]["defaultBucket"] == "cems"
