@@ -1,7 +1,9 @@
 """Kafka topic names and their specifications, owned in one place.
 
 Automatic topic creation is off on the broker: every topic the system uses is listed here
-and created explicitly (``cems topics create`` / ``streams.topics.ensure_topics``).
+and created explicitly (``cems topics ensure`` / ``streams.topics.ensure_topics``).
+Topic names carry a namespace (``CEMS_TOPIC_NAMESPACE``, default ``cems``) and the contract
+version, e.g. ``cems.v1.readings``, so several environments or test runs can share a cluster.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CONTRACT_VERSION = "v1"
+DEFAULT_NAMESPACE = "cems"
+DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -21,31 +25,46 @@ class TopicSpec:
     description: str = ""
 
 
-DAY_MS = 24 * 3600 * 1000
+@dataclass(frozen=True)
+class Topics:
+    readings: TopicSpec
+    dead_letters: TopicSpec
+    hourly_averages: TopicSpec
+    alerts: TopicSpec
 
-READINGS = TopicSpec(
-    name=f"cems.{CONTRACT_VERSION}.readings",
-    partitions=6,
-    config={"retention.ms": str(14 * DAY_MS), "min.insync.replicas": "1"},
-    description="Validated, normalised stack readings keyed by stack id",
-)
-DEAD_LETTERS = TopicSpec(
-    name=f"cems.{CONTRACT_VERSION}.dead-letters",
-    partitions=1,
-    config={"retention.ms": str(90 * DAY_MS)},
-    description="Refused input with its reason code, kept for audit",
-)
-HOURLY_AVERAGES = TopicSpec(
-    name=f"cems.{CONTRACT_VERSION}.hourly-averages",
-    partitions=6,
-    config={"retention.ms": str(400 * DAY_MS)},
-    description="Closed hourly averages per stack and parameter, with validity",
-)
-ALERTS = TopicSpec(
-    name=f"cems.{CONTRACT_VERSION}.alerts",
-    partitions=6,
-    config={"retention.ms": str(400 * DAY_MS)},
-    description="Alert lifecycle events (opened, updated, resolved) keyed by stack id",
-)
+    def all(self) -> tuple[TopicSpec, ...]:
+        return (self.readings, self.dead_letters, self.hourly_averages, self.alerts)
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (READINGS, DEAD_LETTERS, HOURLY_AVERAGES, ALERTS)
+
+def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
+    prefix = f"{namespace}.{CONTRACT_VERSION}"
+    return Topics(
+        readings=TopicSpec(
+            f"{prefix}.readings",
+            6,
+            {"retention.ms": str(14 * DAY_MS)},
+            "Validated, normalised stack readings keyed by stack id",
+        ),
+        dead_letters=TopicSpec(
+            f"{prefix}.dead-letters",
+            1,
+            {"retention.ms": str(90 * DAY_MS)},
+            "Refused input with its reason code, kept for audit",
+        ),
+        hourly_averages=TopicSpec(
+            f"{prefix}.hourly-averages",
+            6,
+            {"retention.ms": str(400 * DAY_MS)},
+            "Closed hourly averages per stack and parameter, with validity",
+        ),
+        alerts=TopicSpec(
+            f"{prefix}.alerts",
+            6,
+            {"retention.ms": str(400 * DAY_MS)},
+            "Alert lifecycle events (opened, updated, resolved) keyed by stack id",
+        ),
+    )
+
+
+DEFAULT_TOPICS = topics()
+ALL_TOPICS: tuple[TopicSpec, ...] = DEFAULT_TOPICS.all()

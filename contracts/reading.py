@@ -1,0 +1,156 @@
+"""The reading and dead-letter contracts (schema version 1), as they travel on Kafka.
+
+A ``Reading`` is one report of one device for one stack at one event time: per parameter
+the value in its canonical unit, the HJ 212 data flag and, where the device sent one, the
+value it reported converted to reference O2 (``zs``). ``DeviceReading`` is what a device
+publishes as JSON over MQTT (units as the device measures them); the gateway turns it into a
+``Reading``. A ``DeadLetter`` keeps refused input with its reason.
+
+``docs/device-guide.md`` is the vendors' view of the same; ``cems contracts schema`` exports
+the JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from .parameters import Unit
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class DataKind(StrEnum):
+    """Which HJ 212 data a reading carries (the command it came with)."""
+
+    REALTIME = "realtime"  # CN 2011, -Rtd
+    MINUTE = "minute"  # CN 2051, -Avg/-Min/-Max
+    HOURLY = "hourly"  # CN 2061
+    DAILY = "daily"  # CN 2031
+
+
+class DataFlag(StrEnum):
+    """HJ 212 data flags. Which of them make a value invalid is rule configuration."""
+
+    NORMAL = "N"
+    STOPPED = "F"  # instrument / unit stopped
+    MAINTENANCE = "M"
+    MANUAL = "S"  # manually set value
+    FAULT = "D"
+    CALIBRATION = "C"
+    OVER_RANGE = "T"
+    COMMS_FAULT = "B"
+
+
+class Source(StrEnum):
+    MQTT_JSON = "mqtt-json"
+    MQTT_HJ212 = "mqtt-hj212"
+    TCP_HJ212 = "tcp-hj212"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+class Measurement(_Frozen):
+    """One parameter of a reading, in the parameter's canonical unit."""
+
+    value: float
+    unit: Unit
+    flag: DataFlag = DataFlag.NORMAL
+    minimum: float | None = None
+    maximum: float | None = None
+    cumulative: float | None = None
+    #: the device's own value converted to reference O2 (HJ 212 -ZsRtd/-ZsAvg), if sent
+    zs: float | None = None
+
+    _check = field_validator("value", "minimum", "maximum", "cumulative", "zs")(_finite)
+
+
+class Reading(_Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    enterprise: str
+    stack: str
+    mn: str
+    event_time: AwareDatetime
+    kind: DataKind
+    values: dict[str, Measurement]
+    source: Source
+    received_at: AwareDatetime
+    #: HJ 212 QN when the reading came as a packet
+    qn: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        """Identity of a report: the same device, data kind and event time is the same reading."""
+        return f"{self.mn}|{self.kind.value}|{self.event_time.isoformat()}"
+
+
+# -- what a device publishes as JSON ---------------------------------------------------------
+class DeviceMeasurement(_Frozen):
+    value: float | int
+    unit: Unit | None = Field(default=None, description="defaults to the unit declared in the registry")
+    flag: DataFlag = DataFlag.NORMAL
+    min: float | None = None
+    max: float | None = None
+    cou: float | None = None
+    zs: float | None = None
+
+
+class DeviceReading(_Frozen):
+    """JSON published on ``cems/v1/{enterprise}/{stack}/reading``."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    mn: Annotated[str, Field(min_length=1, max_length=24)]
+    time: AwareDatetime
+    kind: DataKind = DataKind.REALTIME
+    values: dict[str, DeviceMeasurement] = Field(min_length=1)
+
+
+# -- dead letters ----------------------------------------------------------------------------
+class RejectReason(StrEnum):
+    """Why input was refused. Stable codes: dashboards and audits count by them."""
+
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA = "schema_invalid"
+    TOPIC = "topic_invalid"
+    HJ212_FRAMING = "hj212_framing"
+    HJ212_ENCODING = "hj212_encoding"
+    HJ212_LENGTH = "hj212_length"
+    HJ212_CRC = "hj212_crc"
+    HJ212_FIELD = "hj212_field"
+    HJ212_COMMAND = "hj212_command"
+    HJ212_PASSWORD = "hj212_password"
+    UNKNOWN_DEVICE = "unknown_device"
+    MN_TOPIC_MISMATCH = "mn_topic_mismatch"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    STALE_TIMESTAMP = "stale_timestamp"
+    UNKNOWN_PARAMETER = "unknown_parameter"
+    BAD_UNIT = "bad_unit"
+    NON_NUMERIC = "non_numeric"
+    NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
+    DUPLICATE = "duplicate"
+
+
+class DeadLetter(_Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    reason: RejectReason
+    detail: str
+    #: where it came from: ``mqtt:<topic>`` or ``tcp:<peer>``
+    origin: str
+    received_at: AwareDatetime
+    payload_text: str = Field(description="the payload decoded as UTF-8 with bad bytes escaped")
+    payload_b64: str = Field(description="the exact payload bytes, base64")
+    enterprise: str | None = None
+    stack: str | None = None
+    mn: str | None = None

@@ -1,0 +1,334 @@
+"""Decide what is a valid reading, from whom, and normalise it. Pure: no I/O, no clock.
+
+``ReadingValidator`` turns a JSON payload or an HJ 212 packet into a ``Reading`` or raises
+``Rejected`` with a ``RejectReason``. The checks, in order:
+
+1. topic grammar ``cems/v1/{enterprise}/{stack}/{reading|hj212}`` (MQTT only);
+2. payload: JSON against the device schema, or HJ 212 framing, length, CRC, fields, command;
+3. the device (MN) is in the registry (else quarantined as ``unknown_device``) and belongs to
+   the enterprise and stack of the topic (``mn_topic_mismatch``); the HJ 212 ``PW`` matches;
+4. event time neither too far in the future nor too old (configurable);
+5. each value: a known parameter, a unit it can be given in, numeric, finite, physically possible.
+
+Normalisation: concentrations to mg/m3 (ppm with molar mass / 22.4), flow to m3/s, pressure to
+kPa; NOx expressed as NO2 (``NO * 46/30 + NO2``) when only NO and NO2 arrive; original flags kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from contracts.hj212 import Hj212Error, Hj212Packet, parse_packet
+from contracts.hj212_data import KIND_BY_CN, VALUE_SUFFIX, packet_fields
+from contracts.parameters import PARAMETERS, Unit
+from contracts.reading import (
+    DataFlag,
+    DeviceMeasurement,
+    DeviceReading,
+    Measurement,
+    Reading,
+    RejectReason,
+    Source,
+)
+from contracts.registry import Device, Enterprise, Registry, Stack
+
+TOPIC_ROOT = ("cems", "v1")
+JSON_CHANNEL = "reading"
+HJ212_CHANNEL = "hj212"
+
+
+class Rejected(Exception):  # noqa: N818 - a verdict, not a failure of the program
+    """Input refused, with a stable reason code and a human-readable detail."""
+
+    def __init__(
+        self,
+        reason: RejectReason,
+        detail: str,
+        *,
+        enterprise: str | None = None,
+        stack: str | None = None,
+        mn: str | None = None,
+    ) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.enterprise = enterprise
+        self.stack = stack
+        self.mn = mn
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    max_future_s: float = 300.0
+    max_age_s: float = 72 * 3600.0
+
+
+@dataclass(frozen=True)
+class TopicAddress:
+    enterprise: str
+    stack: str
+    channel: str
+
+
+def parse_topic(topic: str) -> TopicAddress:
+    parts = topic.split("/")
+    if len(parts) != 5 or tuple(parts[:2]) != TOPIC_ROOT or parts[4] not in (JSON_CHANNEL, HJ212_CHANNEL):
+        raise Rejected(
+            RejectReason.TOPIC,
+            f"topic {topic!r} is not cems/v1/{{enterprise}}/{{stack}}/reading or .../hj212",
+        )
+    return TopicAddress(parts[2], parts[3], parts[4])
+
+
+_TO_CANONICAL = {
+    (Unit.M3_H, Unit.M3_S): 1 / 3600,
+    (Unit.PA, Unit.KPA): 1 / 1000,
+}
+
+
+def to_canonical(name: str, value: float, unit: Unit) -> float:
+    param = PARAMETERS[name]
+    if unit == param.unit:
+        return value
+    if unit == Unit.PPM and param.unit == Unit.MG_M3 and param.molar_mass_g_mol:
+        return value * param.molar_mass_g_mol / 22.4
+    factor = _TO_CANONICAL.get((unit, param.unit))
+    if factor is None:
+        raise ValueError(f"no conversion from {unit.value} to {param.unit.value} for {name}")
+    return value * factor
+
+
+class ReadingValidator:
+    def __init__(self, registry: Registry, settings: ValidationSettings | None = None) -> None:
+        self.registry = registry
+        self.settings = settings or ValidationSettings()
+        self._devices = registry.device_index()
+
+    # -- entry points ------------------------------------------------------------------------
+    def from_mqtt(self, topic: str, payload: bytes, received_at: datetime) -> tuple[Reading, Hj212Packet | None]:
+        address = parse_topic(topic)
+        if address.channel == JSON_CHANNEL:
+            return self.from_json(address, payload, received_at), None
+        packet = self._parse_hj212(payload, address)
+        return self.from_packet(packet, received_at, Source.MQTT_HJ212, address), packet
+
+    def from_json(self, address: TopicAddress, payload: bytes, received_at: datetime) -> Reading:
+        where = {"enterprise": address.enterprise, "stack": address.stack}
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Rejected(RejectReason.MALFORMED_JSON, f"not JSON: {exc}", **where) from exc
+        mn = doc.get("mn") if isinstance(doc, dict) and isinstance(doc.get("mn"), str) else None
+        if isinstance(doc, dict):
+            self._precheck_json_values(doc, address, mn)
+        try:
+            device_reading = DeviceReading.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise Rejected(RejectReason.SCHEMA, f"{loc}: {first['msg']}", mn=mn, **where) from exc
+        enterprise, stack, _ = self._device(device_reading.mn, address)
+        self._check_time(device_reading.time, received_at, enterprise, stack, device_reading.mn)
+        values = {
+            name: self._measurement(name, m, stack, enterprise, device_reading.mn)
+            for name, m in device_reading.values.items()
+        }
+        return Reading(
+            enterprise=enterprise.id,
+            stack=stack.id,
+            mn=device_reading.mn,
+            event_time=device_reading.time,
+            kind=device_reading.kind,
+            values=_with_nox(values),
+            source=Source.MQTT_JSON,
+            received_at=received_at,
+        )
+
+    def from_packet(
+        self,
+        packet: Hj212Packet,
+        received_at: datetime,
+        source: Source,
+        address: TopicAddress | None = None,
+    ) -> Reading:
+        """A data packet (already parsed and, if split, reassembled) to a reading."""
+        enterprise, stack, device = self._device(packet.mn, address)
+        where = {"enterprise": enterprise.id, "stack": stack.id, "mn": packet.mn}
+        if device.hj212_pw is not None and packet.pw != device.hj212_pw:
+            raise Rejected(RejectReason.HJ212_PASSWORD, f"PW does not match the registry for MN {packet.mn}", **where)
+        kind = KIND_BY_CN.get(packet.cn)
+        if kind is None:
+            raise Rejected(RejectReason.HJ212_COMMAND, f"CN {packet.cn} carries no monitoring data", **where)
+        try:
+            event_time = packet.data_time()
+        except Hj212Error as exc:
+            raise Rejected(RejectReason.HJ212_FIELD, exc.detail, **where) from exc
+        self._check_time(event_time, received_at, enterprise, stack, packet.mn)
+        fields = packet_fields(packet)
+        if fields.unknown_codes:
+            raise Rejected(
+                RejectReason.UNKNOWN_PARAMETER, f"unknown pollutant codes {', '.join(fields.unknown_codes)}", **where
+            )
+        if not fields.by_parameter:
+            raise Rejected(RejectReason.HJ212_FIELD, "packet carries no parameter values", **where)
+        suffix = VALUE_SUFFIX[kind]
+        values: dict[str, Measurement] = {}
+        for name, items in fields.by_parameter.items():
+            if suffix not in items:
+                raise Rejected(RejectReason.HJ212_FIELD, f"{name} has no -{suffix} value for CN {packet.cn}", **where)
+            flag = items.get("Flag", "N")
+            if flag not in DataFlag._value2member_map_:
+                raise Rejected(RejectReason.HJ212_FIELD, f"{name} has unknown data flag {flag!r}", **where)
+            device_m = DeviceMeasurement(
+                value=self._number(items[suffix], name, where),
+                flag=DataFlag(flag),
+                min=self._optional_number(items.get("Min"), name, where),
+                max=self._optional_number(items.get("Max"), name, where),
+                cou=self._optional_number(items.get("Cou"), name, where),
+                zs=self._optional_number(items.get("Zs" + suffix), name, where),
+            )
+            values[name] = self._measurement(name, device_m, stack, enterprise, packet.mn)
+        return Reading(
+            enterprise=enterprise.id,
+            stack=stack.id,
+            mn=packet.mn,
+            event_time=event_time,
+            kind=kind,
+            values=_with_nox(values),
+            source=source,
+            received_at=received_at,
+            qn=packet.qn,
+        )
+
+    # -- checks -------------------------------------------------------------------------------
+    @staticmethod
+    def _parse_hj212(payload: bytes, address: TopicAddress | None) -> Hj212Packet:
+        try:
+            packet = parse_packet(payload)
+        except Hj212Error as exc:
+            where = {"enterprise": address.enterprise, "stack": address.stack} if address else {}
+            raise Rejected(RejectReason(exc.reason.value), exc.detail, **where) from exc
+        return packet
+
+    def parse_hj212(self, payload: bytes) -> Hj212Packet:
+        return self._parse_hj212(payload, None)
+
+    def _device(self, mn: str, address: TopicAddress | None) -> tuple[Enterprise, Stack, Device]:
+        found = self._devices.get(mn)
+        where = {"enterprise": address.enterprise, "stack": address.stack} if address else {}
+        if found is None:
+            detail = f"MN {mn!r} is not in the registry (quarantined)"
+            raise Rejected(RejectReason.UNKNOWN_DEVICE, detail, mn=mn, **where)
+        enterprise, stack, device = found
+        if address is not None and (address.enterprise, address.stack) != (enterprise.id, stack.id):
+            raise Rejected(
+                RejectReason.MN_TOPIC_MISMATCH,
+                f"MN {mn} belongs to {enterprise.id}/{stack.id}, not {address.enterprise}/{address.stack}",
+                mn=mn,
+                **where,
+            )
+        return enterprise, stack, device
+
+    def _check_time(self, event_time: datetime, received_at: datetime, ent: Enterprise, stack: Stack, mn: str) -> None:
+        where = {"enterprise": ent.id, "stack": stack.id, "mn": mn}
+        ahead = (event_time - received_at).total_seconds()
+        if ahead > self.settings.max_future_s:
+            raise Rejected(
+                RejectReason.FUTURE_TIMESTAMP,
+                f"event time {event_time.isoformat()} is {ahead:.0f}s ahead of arrival "
+                f"(allowed {self.settings.max_future_s:.0f}s)",
+                **where,
+            )
+        if -ahead > self.settings.max_age_s:
+            raise Rejected(
+                RejectReason.STALE_TIMESTAMP,
+                f"event time {event_time.isoformat()} is {-ahead / 3600:.1f}h before arrival "
+                f"(allowed {self.settings.max_age_s / 3600:.1f}h)",
+                **where,
+            )
+
+    @staticmethod
+    def _precheck_json_values(doc: dict[str, object], address: TopicAddress, mn: str | None) -> None:
+        """Name non-numeric and non-finite values precisely before schema validation."""
+        values = doc.get("values")
+        if not isinstance(values, dict):
+            return
+        where = {"enterprise": address.enterprise, "stack": address.stack, "mn": mn}
+        for name, m in values.items():
+            raw = m.get("value") if isinstance(m, dict) else m
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise Rejected(RejectReason.NON_NUMERIC, f"{name}: value {raw!r} is not a number", **where)
+            if not math.isfinite(raw):
+                raise Rejected(RejectReason.NON_FINITE, f"{name}: value {raw!r} is not finite", **where)
+
+    @staticmethod
+    def _number(text: str, name: str, where: dict[str, str]) -> float:
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise Rejected(RejectReason.NON_NUMERIC, f"{name}: {text!r} is not a number", **where) from exc
+        if not math.isfinite(value):
+            raise Rejected(RejectReason.NON_FINITE, f"{name}: {text!r} is not finite", **where)
+        return value
+
+    def _optional_number(self, text: str | None, name: str, where: dict[str, str]) -> float | None:
+        return None if text is None else self._number(text, name, where)
+
+    def _measurement(
+        self, name: str, m: DeviceMeasurement, stack: Stack, enterprise: Enterprise, mn: str
+    ) -> Measurement:
+        where = {"enterprise": enterprise.id, "stack": stack.id, "mn": mn}
+        param = PARAMETERS.get(name)
+        if param is None:
+            raise Rejected(RejectReason.UNKNOWN_PARAMETER, f"unknown parameter {name!r}", **where)
+        unit = m.unit or stack.parameters.get(name, param.unit)
+        if unit not in param.accepted_units:
+            allowed = ", ".join(sorted(u.value for u in param.accepted_units))
+            detail = f"{name} cannot be given in {unit.value} (allowed: {allowed})"
+            raise Rejected(RejectReason.BAD_UNIT, detail, **where)
+
+        def conv(v: float | None) -> float | None:
+            return None if v is None else to_canonical(name, float(v), unit)
+
+        value = to_canonical(name, float(m.value), unit)
+        for label, v in (("value", value), ("min", conv(m.min)), ("max", conv(m.max)), ("zs", conv(m.zs))):
+            if v is not None and not param.min_value <= v <= param.max_value:
+                raise Rejected(
+                    RejectReason.OUT_OF_RANGE,
+                    f"{name} {label} {v:g} {param.unit.value} is outside the possible "
+                    f"{param.min_value:g}..{param.max_value:g}",
+                    **where,
+                )
+        return Measurement(
+            value=value,
+            unit=param.unit,
+            flag=m.flag,
+            minimum=conv(m.min),
+            maximum=conv(m.max),
+            cumulative=None if m.cou is None else float(m.cou),
+            zs=conv(m.zs),
+        )
+
+
+def _worst_flag(*flags: DataFlag) -> DataFlag:
+    return next((f for f in flags if f is not DataFlag.NORMAL), DataFlag.NORMAL)
+
+
+def _with_nox(values: dict[str, Measurement]) -> dict[str, Measurement]:
+    """Add NOx as NO2 (NO * 46/30 + NO2) when NO and NO2 arrive without NOx."""
+    if "nox" in values or "no" not in values or "no2" not in values:
+        return values
+    no, no2 = values["no"], values["no2"]
+    zs = no.zs * 46 / 30 + no2.zs if no.zs is not None and no2.zs is not None else None
+    nox = Measurement(
+        value=no.value * 46 / 30 + no2.value,
+        unit=Unit.MG_M3,
+        flag=_worst_flag(no.flag, no2.flag),
+        zs=zs,
+    )
+    return {**values, "nox": nox}
