@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -81,8 +82,8 @@ def infra_status(names: ServerNames = None) -> None:
 def topics_ensure() -> None:
     """Create every missing project topic with its partitions and retention."""
     from cems.infra.settings import InfraSettings
+    from cems.topics import ensure_topics
     from contracts.topics import ALL_TOPICS
-    from streams.topics import ensure_topics
 
     settings = InfraSettings()
     try:
@@ -97,6 +98,68 @@ def topics_ensure() -> None:
             spec.name, str(spec.partitions), "created" if spec.name in created else "exists", spec.description
         )
     console.print(table)
+
+
+@app.command("gateway")
+def gateway(
+    registry: Annotated[
+        Path | None, typer.Option(help="device registry YAML (default: CEMS_REGISTRY or the sample)")
+    ] = None,
+    tcp_port: Annotated[int | None, typer.Option(help="HJ 212 TCP listener port, 0 = off (default 9212)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 9464)")] = None,
+    client_id: Annotated[str | None, typer.Option(help="stable MQTT client id of this instance")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Kafka topic namespace (default cems)")] = None,
+    share_group: Annotated[
+        str | None, typer.Option(help="MQTT shared-subscription group; instances in one group split the load")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the ingest gateway: MQTT (JSON, HJ 212) and HJ 212 over TCP in; Kafka out.
+
+    Every accepted reading goes to the readings topic keyed by stack, everything refused to
+    the dead-letter topic with its reason; MQTT messages are acknowledged only after Kafka
+    confirmed them. Stops cleanly on SIGTERM/Ctrl-C.
+    """
+    from cems.infra.secrets import SecretStore
+    from cems.infra.settings import InfraSettings
+    from cems.logs import setup_logging
+    from cems.topics import ensure_topics
+    from contracts.topics import topics
+    from ingest.service import run_gateway
+    from ingest.settings import GatewaySettings
+
+    setup_logging(log_level)
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "registry": registry or _registry_env(),
+            "gateway_tcp_port": tcp_port,
+            "gateway_metrics_port": metrics_port,
+            "gateway_client_id": client_id,
+            "topic_namespace": namespace,
+            "gateway_share_group": share_group,
+        }.items()
+        if v is not None
+    }
+    settings = GatewaySettings(**overrides)
+    password = (
+        settings.mqtt_password.get_secret_value()
+        if settings.mqtt_password
+        else SecretStore(InfraSettings().secrets_dir).mqtt_password(settings.mqtt_user)
+    )
+    try:
+        ensure_topics(settings.bootstrap, topics(settings.topic_namespace).all())
+        code = run_gateway(settings, password)
+    except CemsError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+def _registry_env() -> Path | None:
+    import os
+
+    value = os.environ.get("CEMS_REGISTRY")
+    return Path(value) if value else None
 
 
 def _print_status(rows) -> None:  # type: ignore[no-untyped-def]

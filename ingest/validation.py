@@ -114,7 +114,7 @@ class ReadingValidator:
         address = parse_topic(topic)
         if address.channel == JSON_CHANNEL:
             return self.from_json(address, payload, received_at), None
-        packet = self._parse_hj212(payload, address)
+        packet = self.parse_hj212(payload, address)
         return self.from_packet(packet, received_at, Source.MQTT_HJ212, address), packet
 
     def from_json(self, address: TopicAddress, payload: bytes, received_at: datetime) -> Reading:
@@ -207,16 +207,13 @@ class ReadingValidator:
 
     # -- checks -------------------------------------------------------------------------------
     @staticmethod
-    def _parse_hj212(payload: bytes, address: TopicAddress | None) -> Hj212Packet:
+    def parse_hj212(payload: bytes, address: TopicAddress | None = None) -> Hj212Packet:
         try:
             packet = parse_packet(payload)
         except Hj212Error as exc:
             where = {"enterprise": address.enterprise, "stack": address.stack} if address else {}
             raise Rejected(RejectReason(exc.reason.value), exc.detail, **where) from exc
         return packet
-
-    def parse_hj212(self, payload: bytes) -> Hj212Packet:
-        return self._parse_hj212(payload, None)
 
     def _device(self, mn: str, address: TopicAddress | None) -> tuple[Enterprise, Stack, Device]:
         found = self._devices.get(mn)

@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from cems.infra.settings import REPO_ROOT, InfraSettings
+from cems.topics import ensure_topics
 from contracts.topics import TopicSpec
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import UnknownTopicOrPartitionError
 
 from cems.infra.settings import InfraSettings
+from cems.topics import ensure_topics
 from contracts.topics import ALL_TOPICS, TopicSpec
-from streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

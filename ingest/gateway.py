@@ -1,0 +1,197 @@
+"""The gateway core: one path for every message, whatever it came in by.
+
+``Gateway.handle`` validates a message, drops duplicates, reassembles split HJ 212 packets,
+and hands the result to Kafka: a ``Reading`` to the readings topic, anything refused to the
+dead-letter topic with its reason. The message's ``ack`` (the MQTT PUBACK, or for HJ 212 the
+9014 answer) is called only after Kafka confirmed the record, so a crash before that leaves
+the message with the broker or the device, which sends it again. A record Kafka refuses for
+good makes the gateway stop (``failed`` is set) without acknowledging anything more.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from contracts.hj212 import data_answer, encode_packet
+from contracts.reading import DeadLetter, Reading, RejectReason, Source
+
+from . import metrics
+from .dedup import DedupCache
+from .split import Assembled, SplitAssembler
+from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic
+
+log = logging.getLogger("cems.gateway")
+
+Ack = Callable[[], None]
+Answer = Callable[[bytes], None]
+
+
+class Sink(Protocol):
+    def send_reading(self, reading: Reading, on_done: Callable[[Exception | None], None]) -> None: ...
+
+    def send_dead_letter(self, letter: DeadLetter, on_done: Callable[[Exception | None], None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What to do once Kafka confirmed: acknowledge these, answer with that."""
+
+    acks: list[Ack]
+    answer: tuple[Answer, bytes] | None = None
+
+
+class Gateway:
+    def __init__(
+        self,
+        validator: ReadingValidator,
+        sink: Sink,
+        dedup: DedupCache,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.validator = validator
+        self.sink = sink
+        self.dedup = dedup
+        self.clock = clock
+        self.splits: SplitAssembler[Ack] = SplitAssembler()
+        self.failed = threading.Event()
+        self.failure: Exception | None = None
+        self._lock = threading.Lock()
+
+    # -- entry points ---------------------------------------------------------------------------
+    def handle_mqtt(self, topic: str, payload: bytes, ack: Ack, answer: Answer) -> None:
+        """A message from MQTT; ``answer`` publishes an HJ 212 answer to the device's ack topic."""
+        origin = f"mqtt:{topic}"
+        try:
+            address = parse_topic(topic)
+        except Rejected as rej:
+            self._refuse(rej, origin, payload, _Pending([ack]))
+            return
+        if address.channel == HJ212_CHANNEL:
+            self._handle_packet(payload, origin, Source.MQTT_HJ212, address, ack, answer)
+            return
+        received_at = self.clock()
+        try:
+            reading = self.validator.from_json(address, payload, received_at)
+        except Rejected as rej:
+            self._refuse(rej, origin, payload, _Pending([ack]))
+            return
+        self._accept(reading, origin, payload, _Pending([ack]))
+
+    def handle_tcp(self, peer: str, payload: bytes, answer: Answer) -> None:
+        """A packet pushed over a TCP socket by a legacy device."""
+        self._handle_packet(payload, f"tcp:{peer}", Source.TCP_HJ212, None, lambda: None, answer)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _handle_packet(
+        self,
+        payload: bytes,
+        origin: str,
+        source: Source,
+        address: TopicAddress | None,
+        ack: Ack,
+        answer: Answer,
+    ) -> None:
+        received_at = self.clock()
+        try:
+            packet = self.validator.parse_hj212(payload, address)
+        except Rejected as rej:
+            self._refuse(rej, origin, payload, _Pending([ack]))
+            return
+        acks = [ack]
+        if packet.is_split and packet.pnum is not None:
+            with self._lock:
+                assembled: Assembled[Ack] | None = self.splits.add(packet, ack, received_at)
+                expired = self.splits.expire(received_at)
+            for gone in expired:
+                timed_out = Rejected(
+                    RejectReason.HJ212_FIELD,
+                    f"split packet QN={gone.qn} got parts {gone.received} of {gone.pnum} before timing out",
+                    mn=gone.mn,
+                )
+                self._refuse(timed_out, origin, payload, _Pending(gone.tokens))
+            if assembled is None:
+                return  # acknowledged with the last part
+            packet, acks = assembled.packet, assembled.tokens
+        reply = (answer, encode_packet(data_answer(packet))) if packet.ack_requested else None
+        try:
+            reading = self.validator.from_packet(packet, received_at, source, address)
+        except Rejected as rej:
+            self._refuse(rej, origin, payload, _Pending(acks))
+            return
+        self._accept(reading, origin, payload, _Pending(acks, reply))
+
+    def _accept(self, reading: Reading, origin: str, payload: bytes, pending: _Pending) -> None:
+        with self._lock:
+            fresh = self.dedup.add(reading.dedup_key)
+        if not fresh:
+            metrics.DUPLICATES.labels(reading.source.value).inc()
+            rej = Rejected(
+                RejectReason.DUPLICATE,
+                f"{reading.kind.value} reading of {reading.event_time.isoformat()} already accepted",
+                enterprise=reading.enterprise,
+                stack=reading.stack,
+                mn=reading.mn,
+            )
+            # the device asked for an answer and Kafka has the data: answer again
+            self._refuse(rej, origin, payload, pending)
+            return
+        started = time.perf_counter()
+
+        def done(error: Exception | None) -> None:
+            if error is not None:
+                with self._lock:
+                    self.dedup.discard(reading.dedup_key)
+                self._fatal(error, f"producing reading {reading.dedup_key}")
+                return
+            metrics.PRODUCE_LATENCY.observe(time.perf_counter() - started)
+            metrics.ACCEPTED.labels(reading.source.value).inc()
+            self._complete(pending)
+
+        self.sink.send_reading(reading, done)
+
+    def _refuse(self, rej: Rejected, origin: str, payload: bytes, pending: _Pending) -> None:
+        metrics.REJECTED.labels(rej.reason.value).inc()
+        letter = DeadLetter(
+            reason=rej.reason,
+            detail=rej.detail,
+            origin=origin,
+            received_at=self.clock(),
+            payload_text=payload.decode("utf-8", errors="backslashreplace"),
+            payload_b64=base64.b64encode(payload).decode(),
+            enterprise=rej.enterprise,
+            stack=rej.stack,
+            mn=rej.mn,
+        )
+        log.info(
+            "refused",
+            extra={"reason": rej.reason.value, "detail": rej.detail, "origin": origin, "mn": rej.mn},
+        )
+
+        def done(error: Exception | None) -> None:
+            if error is not None:
+                self._fatal(error, f"producing dead letter ({rej.reason.value})")
+                return
+            self._complete(pending)
+
+        self.sink.send_dead_letter(letter, done)
+
+    def _complete(self, pending: _Pending) -> None:
+        if self.failed.is_set():
+            return  # stop acknowledging once anything failed: the broker will redeliver
+        for ack in pending.acks:
+            ack()
+        if pending.answer is not None:
+            answer, data = pending.answer
+            answer(data)
+
+    def _fatal(self, error: Exception, what: str) -> None:
+        log.error("kafka refused a record; stopping without acknowledging", extra={"what": what, "error": str(error)})
+        self.failure = error
+        self.failed.set()

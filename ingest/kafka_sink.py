@@ -1,0 +1,105 @@
+"""Kafka out: readings keyed by stack (acks=all, idempotent producer) and dead letters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from contracts.errors import InfrastructureError
+from contracts.reading import DeadLetter, Reading
+from contracts.topics import Topics
+
+DEDUP_HEADER = "cems-dedup-key"
+
+OnDone = Callable[[Exception | None], None]
+
+
+class KafkaSink:
+    """Produces readings and dead letters; ``on_done`` runs once Kafka confirmed (or failed)."""
+
+    def __init__(self, bootstrap: str, topics: Topics, *, linger_ms: int = 5, client_id: str = "cems-gateway") -> None:
+        self.topics = topics
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap,
+                client_id=client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=linger_ms,
+                batch_size=256 * 1024,
+                compression_type=None,
+                retries=2**31 - 1,
+                delivery_timeout_ms=120_000,
+                max_in_flight_requests_per_connection=5,
+            )
+        except KafkaError as exc:
+            raise InfrastructureError(f"kafka at {bootstrap}: cannot create producer: {exc}", retryable=True) from exc
+
+    def send_reading(self, reading: Reading, on_done: OnDone) -> None:
+        self._send(
+            self.topics.readings.name,
+            reading.stack.encode(),
+            reading.model_dump_json().encode(),
+            [(DEDUP_HEADER, reading.dedup_key.encode())],
+            on_done,
+        )
+
+    def send_dead_letter(self, letter: DeadLetter, on_done: OnDone) -> None:
+        key = (letter.stack or letter.mn or "").encode() or None
+        self._send(self.topics.dead_letters.name, key, letter.model_dump_json().encode(), [], on_done)
+
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]], on_done: OnDone
+    ) -> None:
+        future = self._producer.send(topic, key=key, value=value, headers=headers)
+        future.add_callback(lambda _meta: on_done(None))
+        future.add_errback(on_done)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 30) -> None:
+        self._producer.close(timeout=timeout_s)
+
+
+def recent_dedup_keys(bootstrap: str, topic: str, max_keys: int, timeout_s: float = 60) -> list[str]:
+    """The dedup keys of the newest ``max_keys`` readings in ``topic`` (spread over partitions).
+
+    A restarted gateway loads them so that a reading Kafka already has, redelivered by the
+    MQTT broker because its acknowledgement was lost in a crash, is recognised as a duplicate.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        begins = consumer.beginning_offsets(tps)
+        per_partition = max(1, max_keys // len(tps))
+        remaining = {}
+        for tp in tps:
+            start = max(begins[tp], ends[tp] - per_partition)
+            consumer.seek(tp, start)
+            if ends[tp] > start:
+                remaining[tp] = ends[tp]
+        keys: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"kafka: reading recent keys of {topic} took over {timeout_s}s")
+            for records in consumer.poll(timeout_ms=500, max_records=10_000).values():
+                for rec in records:
+                    for name, value in rec.headers or []:
+                        if name == DEDUP_HEADER:
+                            keys.append(value.decode())
+            for tp in list(remaining):
+                if consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+        return keys
+    finally:
+        consumer.close()

@@ -1,0 +1,14 @@
+"""Prometheus metrics of the gateway."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ACCEPTED = Counter("cems_gateway_accepted_total", "Readings accepted and confirmed by Kafka", ["source"])
+REJECTED = Counter("cems_gateway_rejected_total", "Input refused, by reason", ["reason"])
+DUPLICATES = Counter("cems_gateway_duplicates_total", "Redelivered or resent readings dropped", ["source"])
+PRODUCE_LATENCY = Histogram(
+    "cems_gateway_kafka_produce_seconds",
+    "From handing a record to the producer until Kafka confirmed it",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

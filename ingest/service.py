@@ -1,0 +1,103 @@
+"""Run the gateway: wire the sources, the core and the Kafka sink together."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import start_http_server
+
+from contracts.registry import load_registry
+from contracts.topics import topics
+
+from .dedup import DedupCache
+from .gateway import Gateway
+from .kafka_sink import KafkaSink, recent_dedup_keys
+from .mqtt_source import MqttSource
+from .settings import GatewaySettings
+from .tcp_source import TcpSource
+from .validation import ReadingValidator, ValidationSettings
+
+log = logging.getLogger("cems.gateway")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    sink: KafkaSink
+    mqtt: MqttSource
+    tcp: TcpSource | None
+
+    def stop(self) -> None:
+        self.mqtt.stop()
+        if self.tcp is not None:
+            self.tcp.stop()
+        self.sink.flush(30)
+        self.sink.close()
+
+
+def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGateway:
+    registry = load_registry(settings.registry)
+    topic_set = topics(settings.topic_namespace)
+    validator = ReadingValidator(registry, ValidationSettings(settings.max_future_s, settings.max_age_s))
+    dedup = DedupCache(settings.dedup_max_keys)
+    started = time.monotonic()
+    dedup.update(recent_dedup_keys(settings.bootstrap, topic_set.readings.name, settings.dedup_max_keys))
+    log.info(
+        "dedup keys loaded from kafka",
+        extra={"keys": len(dedup), "seconds": round(time.monotonic() - started, 2)},
+    )
+    sink = KafkaSink(settings.bootstrap, topic_set, client_id=settings.gateway_client_id)
+    gateway = Gateway(validator, sink, dedup, utc_now)
+    if settings.gateway_metrics_port:
+        start_http_server(settings.gateway_metrics_port, addr=settings.host)
+    tcp = None
+    if settings.gateway_tcp_port:
+        tcp = TcpSource(settings.host, settings.gateway_tcp_port, gateway.handle_tcp)
+        tcp.start()
+    mqtt = MqttSource(
+        host=settings.host,
+        port=settings.mqtt_port,
+        user=settings.mqtt_user,
+        password=mqtt_password,
+        client_id=settings.gateway_client_id,
+        share_group=settings.gateway_share_group,
+        handler=gateway.handle_mqtt,
+    )
+    mqtt.start()
+    log.info(
+        "gateway running",
+        extra={
+            "mqtt": f"{settings.host}:{settings.mqtt_port}",
+            "tcp": tcp.port if tcp else None,
+            "kafka": settings.bootstrap,
+            "readings_topic": topic_set.readings.name,
+            "stacks": len(registry.stacks()),
+        },
+    )
+    return RunningGateway(gateway, sink, mqtt, tcp)
+
+
+def run_gateway(settings: GatewaySettings, mqtt_password: str) -> int:
+    """Run until SIGTERM/SIGINT (exit 0) or until Kafka refuses a record for good (exit 1)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    running = start_gateway(settings, mqtt_password)
+    while not stop.is_set() and not running.gateway.failed.is_set():
+        stop.wait(0.5)
+    if running.gateway.failed.is_set():
+        log.error("gateway stopping after a Kafka failure", extra={"error": str(running.gateway.failure)})
+        running.mqtt.stop()
+        return 1
+    running.stop()
+    log.info("gateway stopped")
+    return 0

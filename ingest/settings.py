@@ -1,0 +1,42 @@
+"""Gateway settings, from the environment (prefix ``CEMS_``) or the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.registry import SAMPLE_REGISTRY
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CEMS_", extra="ignore")
+
+    registry: Path = SAMPLE_REGISTRY
+    topic_namespace: str = "cems"
+
+    host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_user: str = "cems-platform"
+    mqtt_password: SecretStr | None = None  # default: the local secrets store
+    #: MQTT client id; keep it stable across restarts so the broker redelivers unacknowledged messages
+    gateway_client_id: str = "cems-gateway-1"
+    #: instances in the same share group split the load
+    gateway_share_group: str = "cems-gateway"
+
+    kafka_port: int = 9092
+    kafka_bootstrap: str | None = None
+
+    #: HJ 212 over TCP listener (0 = off)
+    gateway_tcp_port: int = 9212
+    #: Prometheus metrics on http://host:port/metrics (0 = off)
+    gateway_metrics_port: int = 9464
+
+    max_future_s: float = 300.0
+    max_age_s: float = 72 * 3600.0
+    dedup_max_keys: int = 500_000
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"

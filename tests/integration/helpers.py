@@ -1,0 +1,167 @@
+"""Helpers for integration tests: run `cems gateway` as a real process, publish, consume."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from kafka import KafkaConsumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cems.infra.secrets import SecretStore
+from cems.infra.settings import REPO_ROOT, InfraSettings
+from contracts.topics import Topics, topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    infra: InfraSettings
+    namespace: str
+    log_path: Path
+    client_id: str
+    tcp_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def topics(self) -> Topics:
+        return topics(self.namespace)
+
+    def start(self, timeout_s: float = 60) -> None:
+        env = {
+            **os.environ,
+            "CEMS_HOST": self.infra.host,
+            "CEMS_MQTT_PORT": str(self.infra.mqtt_port),
+            "CEMS_KAFKA_PORT": str(self.infra.kafka_port),
+            "CEMS_STATE_DIR": str(self.infra.state_dir),
+        }
+        cmd = [
+            sys.executable, "-m", "cems.cli", "gateway",
+            "--namespace", self.namespace,
+            "--client-id", self.client_id,
+            "--tcp-port", str(self.tcp_port),
+            "--metrics-port", "0",
+            "--share-group", f"share-{self.client_id}",
+        ]  # fmt: skip
+        self.log = self.log_path.open("ab")
+        offset = self.log_path.stat().st_size
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.tail()}")
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                if b'"gateway running"' in f.read():
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"gateway did not start in {timeout_s}s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:]
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+    def end_session(self, secrets: SecretStore) -> None:
+        """Discard the broker's persistent session of this test gateway (it would keep queueing)."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(self.infra.mqtt_platform_user, secrets.mqtt_password(self.infra.mqtt_platform_user))
+        connected: queue.Queue[Any] = queue.Queue()
+        client.on_connect = lambda c, u, f, rc, p: connected.put(rc)
+        client.connect(self.infra.host, self.infra.mqtt_port, keepalive=10, clean_start=True)
+        client.loop_start()
+        connected.get(timeout=10)
+        client.disconnect()
+        client.loop_stop()
+
+
+class Publisher:
+    """An enterprise's device account publishing with QoS 1."""
+
+    def __init__(self, infra: InfraSettings, secrets: SecretStore, account: str, client_id: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(account, secrets.mqtt_password(account))
+        self.client.max_inflight_messages_set(100)
+        connected: queue.Queue[Any] = queue.Queue()
+        self.client.on_connect = lambda c, u, f, rc, p: connected.put(rc)
+        self.client.connect(infra.host, infra.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        rc = connected.get(timeout=10)
+        assert not rc.is_failure, rc
+
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=1)
+
+    def publish_all(self, items: list[tuple[str, bytes]]) -> None:
+        infos = [self.publish(t, p) for t, p in items]
+        for info in infos:
+            info.wait_for_publish(30)
+            assert info.is_published()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def consume_all(
+    bootstrap: str, topic: str, *, expect: int, timeout_s: float = 60, settle_s: float = 2.0
+) -> list[dict[str, Any]]:
+    """Read a topic from the beginning until ``expect`` records arrived and no more come."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        consumer.seek_to_beginning()
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            got = [json.loads(r.value) for records in batch.values() for r in records]
+            out.extend(got)
+            if got:
+                quiet_since = time.monotonic()
+            elif len(out) >= expect and time.monotonic() - quiet_since > settle_s:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+def count_records(bootstrap: str, topic: str) -> int:
+    """How many records a topic holds now (end minus beginning offsets, all partitions)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+        return sum(ends[tp] - begins[tp] for tp in tps)
+    finally:
+        consumer.close()
