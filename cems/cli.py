@@ -14,6 +14,8 @@ from contracts.errors import CemsError
 app = typer.Typer(help="CEMS alerting: ingest, detection, storage and local infrastructure.", no_args_is_help=True)
 infra_app = typer.Typer(help="Real Mosquitto, Kafka (KRaft) and InfluxDB 2 on loopback, for development and tests.")
 app.add_typer(infra_app, name="infra")
+contracts_app = typer.Typer(help="Wire contracts: JSON Schemas for device vendors and consumers.")
+app.add_typer(contracts_app, name="contracts")
 topics_app = typer.Typer(help="The project's Kafka topics (the broker does not create topics by itself).")
 app.add_typer(topics_app, name="topics")
 
@@ -153,6 +155,19 @@ def gateway(
     except CemsError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
+
+
+@contracts_app.command("schema")
+def contracts_schema(
+    out: Annotated[Path, typer.Option(help="folder to write the schemas into")] = Path("docs/schema"),
+) -> None:
+    """Write the JSON Schemas of the device reading, the reading and the dead letter."""
+    from contracts.schema import schema_documents
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in schema_documents().items():
+        (out / name).write_text(text, encoding="utf-8")
+        console.print(f"wrote {out / name}")
 
 
 def _registry_env() -> Path | None:

@@ -16,6 +16,7 @@ FORBIDDEN_MODULES = {
     "paho",
     "kafka",
     "aiokafka",
+    "confluent_kafka",
     "faust",
     "mode",
     "influxdb_client",
