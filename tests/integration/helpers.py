@@ -36,6 +36,7 @@ class GatewayProcess:
     log_path: Path
     client_id: str
     tcp_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,7 +56,7 @@ class GatewayProcess:
             "--namespace", self.namespace,
             "--client-id", self.client_id,
             "--tcp-port", str(self.tcp_port),
-            "--metrics-port", "0",
+            "--metrics-port", str(self.metrics_port),
             "--share-group", f"share-{self.client_id}",
         ]  # fmt: skip
         self.log = self.log_path.open("ab")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -125,6 +126,14 @@ def test_bad_input_lands_in_dead_letters_with_its_reason(
     assert by_reason["unknown_device"]["detail"].endswith("(quarantined)")
     readings = consume_all(infra.kafka_bootstrap, gateway.topics.readings.name, expect=1, settle_s=0.5)
     assert len(readings) == 1
+
+    with urllib.request.urlopen(f"http://{infra.host}:{gateway.metrics_port}/metrics", timeout=5) as resp:
+        metrics = resp.read().decode()
+    for reason in expected:
+        assert f'cems_gateway_rejected_total{{reason="{reason}"}} 1.0' in metrics, reason
+    assert 'cems_gateway_accepted_total{source="mqtt-json"} 1.0' in metrics
+    assert 'cems_gateway_duplicates_total{source="mqtt-json"} 1.0' in metrics
+    assert "cems_gateway_kafka_produce_seconds_count 1.0" in metrics
 
 
 def test_hj212_over_tcp_is_answered_after_kafka_has_it(infra: InfraSettings, gateway: GatewayProcess) -> None:
