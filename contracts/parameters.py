@@ -93,7 +93,48 @@ PARAMETERS: dict[str, Parameter] = {
     )
 }
 
-#: bypass instrumentation and production signals (not HJ 212 pollutant codes; sent in JSON)
+# Bypass instrumentation and production signals. HJ 212 has no codes for them; the
+# project's own codes (prefix "x") are used in packets, contract names in JSON.
+for _p in (
+    Parameter(
+        "bypass_damper",
+        "xb0001",
+        None,
+        Unit.PERCENT,
+        frozenset({Unit.PERCENT}),
+        None,
+        0,
+        100,
+        "bypass damper opening (0 closed, 100 open)",
+    ),
+    Parameter(
+        "bypass_flow",
+        "xb0002",
+        None,
+        Unit.M3_S,
+        frozenset({Unit.M3_S, Unit.M3_H}),
+        None,
+        0,
+        1e4,
+        "flow in the bypass duct",
+    ),
+    Parameter(
+        "bypass_temperature",
+        "xb0003",
+        None,
+        Unit.CELSIUS,
+        frozenset({Unit.CELSIUS}),
+        None,
+        -40,
+        1200,
+        "temperature in the bypass duct",
+    ),
+    Parameter(
+        "load", "xp0001", None, Unit.PERCENT, frozenset({Unit.PERCENT}), None, 0, 150, "production load, % of rated"
+    ),
+):
+    PARAMETERS[_p.name] = _p
+
 SIGNALS: frozenset[str] = frozenset({"bypass_damper", "bypass_flow", "bypass_temperature", "load"})
 
 BY_HJ212_CODE: dict[str, Parameter] = {p.hj212_code: p for p in PARAMETERS.values()}

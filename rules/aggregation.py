@@ -1,0 +1,147 @@
+"""Minute and hourly aggregation under HJ 75 validity. Pure.
+
+Samples go into open one-minute buckets per parameter. A minute closes once the event-time
+watermark has passed its end by the grace period; its value is the mean of its valid samples
+(flags in ``invalid_flags`` are not valid). Closed minutes feed the hour; an hour is valid
+with at least ``min_valid_minutes`` valid minutes, and a parameter's hourly value is judged
+against its limit after O2 conversion with the hour's mean O2 (not converted when O2 is at or
+above ``o2_not_convertible_pct``: the unit is not running).
+"""
+
+from __future__ import annotations
+
+from contracts.alerts import HourlyAverage, HourlyStatus
+from contracts.reading import Reading
+
+from .alerts import ts
+from .config import RuleSettings, StackProfile
+from .conversion import emission_rate_kg_h, o2_converted, standard_dry_flow_m3_h
+from .state import HourAcc, Minute, MinuteBucket, StackState
+
+MINUTE = 60
+HOUR = 3600
+
+
+def epoch(reading: Reading) -> int:
+    return int(reading.event_time.timestamp())
+
+
+def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> bool:
+    """Put a reading's values into their minute; ``False`` when that minute already closed."""
+    t = epoch(reading)
+    minute = t - t % MINUTE
+    if state.closed_until is not None and minute < state.closed_until:
+        state.late_readings += 1
+        return False
+    buckets = state.open_minutes.setdefault(minute, {})
+    invalid = settings.invalid_flags
+    for name, m in reading.values.items():
+        b = buckets.get(name)
+        if b is None:
+            b = buckets[name] = MinuteBucket()
+        if m.flag in invalid:
+            b.n_invalid += 1
+            b.flags[m.flag.value] = b.flags.get(m.flag.value, 0) + 1
+        else:
+            b.total += m.value
+            b.n_valid += 1
+            b.vmin = min(b.vmin, m.value)
+            b.vmax = max(b.vmax, m.value)
+            if m.zs is not None:
+                b.zs_total += m.zs
+                b.zs_n += 1
+        prev = state.param_last_seen.get(name)
+        if prev is None or t > prev:
+            state.param_last_seen[name] = t
+    if state.last_seen is None or t > state.last_seen:
+        state.last_seen = t
+    if state.first_seen is None or t < state.first_seen:
+        state.first_seen = t
+    return True
+
+
+def close_minute(state: StackState, minute: int) -> dict[str, Minute]:
+    buckets = state.open_minutes.pop(minute, {})
+    out = {}
+    for name, b in buckets.items():
+        valid = b.n_valid > 0
+        flag = None if valid else max(b.flags, key=lambda f: b.flags[f]) if b.flags else None
+        out[name] = Minute(
+            start=minute,
+            value=b.total / b.n_valid if valid else None,
+            valid=valid,
+            flag=flag,
+            vmin=b.vmin if valid else None,
+            vmax=b.vmax if valid else None,
+            zs=b.zs_total / b.zs_n if b.zs_n else None,
+        )
+    return out
+
+
+def add_to_hour(state: StackState, minutes: dict[str, Minute]) -> None:
+    for name, m in minutes.items():
+        hour = m.start - m.start % HOUR
+        acc = state.hours.setdefault(hour, {}).setdefault(name, HourAcc())
+        if m.valid and m.value is not None:
+            acc.total += m.value
+            acc.n_valid += 1
+        elif m.flag is not None:
+            acc.flag_minutes[m.flag] = acc.flag_minutes.get(m.flag, 0) + 1
+
+
+def hour_mean(acc: HourAcc | None, settings: RuleSettings) -> float | None:
+    if acc is None or acc.n_valid < settings.min_valid_minutes:
+        return None
+    return acc.total / acc.n_valid
+
+
+def judged_value(
+    profile: StackProfile, settings: RuleSettings, parameter: str, mean: float, o2_mean: float | None
+) -> tuple[float | None, HourlyStatus]:
+    """The value compared with the limit: converted to reference O2 where the catalogue says so."""
+    if parameter not in profile.o2_converted:
+        return mean, HourlyStatus.VALID
+    if o2_mean is None or o2_mean >= settings.o2_not_convertible_pct:
+        return None, HourlyStatus.NOT_CONVERTIBLE
+    return o2_converted(mean, o2_mean, profile.reference_o2_pct), HourlyStatus.VALID
+
+
+def hourly_averages(
+    profile: StackProfile, settings: RuleSettings, hour: int, accs: dict[str, HourAcc]
+) -> dict[str, HourlyAverage]:
+    o2 = hour_mean(accs.get("o2"), settings)
+    flow, temp = hour_mean(accs.get("flow"), settings), hour_mean(accs.get("temperature"), settings)
+    qsn = None
+    if flow is not None and temp is not None:
+        qsn = standard_dry_flow_m3_h(
+            flow,
+            temp,
+            hour_mean(accs.get("pressure"), settings) or 0.0,
+            hour_mean(accs.get("humidity"), settings) or 0.0,
+        )
+    out = {}
+    for name, acc in accs.items():
+        mean = hour_mean(acc, settings)
+        limit = profile.limit(name)
+        if mean is None:
+            judged, status = None, HourlyStatus.INSUFFICIENT
+        else:
+            judged, status = judged_value(profile, settings, name, mean, o2)
+        emission = emission_rate_kg_h(mean, qsn) if mean is not None and qsn is not None and limit else None
+        out[name] = HourlyAverage(
+            enterprise=profile.enterprise,
+            stack=profile.stack,
+            parameter=name,
+            hour_start=ts(hour),
+            status=status,
+            valid_minutes=acc.n_valid,
+            mean=mean,
+            converted=judged,
+            o2_converted=name in profile.o2_converted,
+            limit=limit,
+            o2_mean=o2,
+            reference_o2_pct=profile.reference_o2_pct if name in profile.o2_converted else None,
+            flag_minutes=dict(acc.flag_minutes),
+            emission_kg_h=emission,
+        )
+    return out

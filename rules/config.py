@@ -1,0 +1,170 @@
+"""Rule settings, the limits catalogue and each stack's resolved profile. Pure.
+
+Files are read by the adapters (``contracts.yamlfile``); this module validates the parsed
+mappings strictly and resolves, per stack, the limits and reference O2 that apply: the
+industry's catalogue entry, overridden by the registry's per-stack values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.errors import ConfigError
+from contracts.reading import DataFlag
+from contracts.registry import BypassInstrument, Enterprise, Industry, Registry, Stack
+
+CATALOGUE_PATH = Path(__file__).with_name("data") / "limits-catalogue.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IndustryLimits(_Strict):
+    reference_o2_pct: float = Field(ge=0, lt=21)
+    o2_converted: frozenset[str] = frozenset()
+    limits_mg_m3: dict[str, float]
+
+
+class LimitsCatalogue(_Strict):
+    version: Literal[1]
+    industries: dict[Industry, IndustryLimits]
+
+
+class BypassSettings(_Strict):
+    damper_open_pct: float = 10.0
+    duct_flow_m3_s: float = 1.0
+    duct_temperature_c: float = 80.0
+    #: consecutive minutes a signature must hold before a bypass is suspected
+    persist_minutes: int = 3
+    hold_down_s: int = 900
+    #: main-stack flow below this share of its baseline while load continues
+    flow_collapse_ratio: float = 0.4
+    load_running_pct: float = 50.0
+    #: after wet desulphurisation the flue is humid and ~50 C
+    wet_fgd_max_temperature_c: float = 75.0
+    wet_fgd_min_humidity_pct: float = 5.0
+    #: dilution: O2 at or above this while raw concentrations fall below ratio x baseline
+    dilution_o2_pct: float = 18.0
+    dilution_drop_ratio: float = 0.5
+    #: baselines are exponential moving averages of normal minutes with this weight
+    baseline_alpha: float = 0.05
+    baseline_min_minutes: int = 30
+
+
+class FalsificationSettings(_Strict):
+    #: parameters watched for flat lines (signals such as a closed damper may rightly be constant)
+    flatline_parameters: frozenset[str] = frozenset({"so2", "nox", "pm", "o2", "nh3", "nmhc", "flow"})
+    flatline_minutes: int = 30
+    flatline_tolerance: float = 1e-6
+    hugging_window_hours: int = 24
+    hugging_min_hours: int = 20
+    hugging_band_low: float = 0.85
+    hugging_fraction: float = 0.8
+    zs_tolerance_ratio: float = 0.05
+    zs_tolerance_abs: float = 1.0
+    zs_minutes: int = 10
+
+
+class RuleSettings(_Strict):
+    version: Literal[1] = 1
+    #: flags whose data is not valid for averages and exceedance (HJ 75 / MEE 2022 No. 21)
+    invalid_flags: frozenset[DataFlag] = frozenset(
+        {DataFlag.STOPPED, DataFlag.MAINTENANCE, DataFlag.FAULT, DataFlag.CALIBRATION, DataFlag.COMMS_FAULT,
+         DataFlag.OVER_RANGE}
+    )  # fmt: skip
+    #: how late a reading may arrive and still count (event time)
+    grace_s: int = 300
+    min_valid_minutes: int = 45
+    #: at or above this O2 the unit is not running: no conversion, no exceedance judgement
+    o2_not_convertible_pct: float = 19.0
+    early_warning_min_minutes: int = 15
+    #: spike notice when an instantaneous judged value exceeds ratio x limit (None: off)
+    spike_ratio: float | None = None
+    spike_hold_down_s: int = 900
+    #: a stack is silent when nothing arrived for max(gap_min_s, gap_intervals x interval)
+    gap_min_s: int = 300
+    gap_intervals: float = 3.0
+    #: longest a data flag may be held before it raises its own alert
+    mark_caps_s: dict[DataFlag, int] = Field(
+        default_factory=lambda: {
+            DataFlag.CALIBRATION: 4 * 3600,
+            DataFlag.MAINTENANCE: 24 * 3600,
+            DataFlag.FAULT: 24 * 3600,
+            DataFlag.STOPPED: 72 * 3600,
+            DataFlag.COMMS_FAULT: 24 * 3600,
+            DataFlag.OVER_RANGE: 2 * 3600,
+            DataFlag.MANUAL: 4 * 3600,
+        }
+    )
+    #: a unit counts as running when its flow exceeds this share of its baseline
+    running_flow_ratio: float = 0.3
+    bypass: BypassSettings = Field(default_factory=BypassSettings)
+    falsification: FalsificationSettings = Field(default_factory=FalsificationSettings)
+
+
+def _strict(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            problems.append(f"{source}: {where}: {msg}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def parse_catalogue(data: dict[str, Any], source: str = "limits catalogue") -> LimitsCatalogue:
+    catalogue: LimitsCatalogue = _strict(LimitsCatalogue, data, source)
+    return catalogue
+
+
+def parse_settings(data: dict[str, Any], source: str = "rule settings") -> RuleSettings:
+    settings: RuleSettings = _strict(RuleSettings, data, source)
+    return settings
+
+
+class StackProfile(_Strict):
+    """Everything the rules need to know about one stack."""
+
+    enterprise: str
+    stack: str
+    industry: Industry
+    reference_o2_pct: float
+    limits_mg_m3: dict[str, float]
+    o2_converted: frozenset[str]
+    parameters: frozenset[str]
+    bypass_present: bool
+    bypass_instrument: BypassInstrument
+    wet_desulphurisation: bool
+    reporting_interval_s: int
+
+    def limit(self, parameter: str) -> float | None:
+        return self.limits_mg_m3.get(parameter)
+
+
+def stack_profile(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> StackProfile:
+    industry = catalogue.industries.get(enterprise.industry)
+    limits = dict(industry.limits_mg_m3) if industry else {}
+    limits.update(stack.limits_mg_m3)
+    return StackProfile(
+        enterprise=enterprise.id,
+        stack=stack.id,
+        industry=enterprise.industry,
+        reference_o2_pct=stack.reference_o2_pct,
+        limits_mg_m3={p: v for p, v in limits.items() if p in stack.parameters},
+        o2_converted=industry.o2_converted if industry else frozenset(),
+        parameters=frozenset(stack.parameters),
+        bypass_present=stack.bypass.present,
+        bypass_instrument=stack.bypass.instrumented,
+        wet_desulphurisation=stack.wet_desulphurisation,
+        reporting_interval_s=stack.reporting_interval_s,
+    )
+
+
+def profiles(registry: Registry, catalogue: LimitsCatalogue) -> dict[str, StackProfile]:
+    return {s.id: stack_profile(e, s, catalogue) for e, s in registry.stacks()}

@@ -1,0 +1,92 @@
+"""The detection engine: per stack, ``evaluate(state, reading, now)`` and ``tick(state, now)``.
+
+``now`` is the event-time watermark the adapter maintains (the latest event time it has
+seen, or in live operation the wall clock if that is later): nothing here reads a clock.
+Minutes close once ``now`` has passed their end by ``grace_s``; closed minutes run the
+minute rules (marks, bypass, flat lines, Zs, early warnings) in time order, and closed hours
+the hourly rules (exceedance, limit hugging) with the hour's averages. Gaps are checked on
+every call. The state is mutated in place and returned; decisions come back as events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from contracts.alerts import AlertEvent, HourlyAverage
+from contracts.reading import Reading
+
+from . import bypass, exceedance, falsification, gaps
+from .aggregation import HOUR, MINUTE, add_reading, add_to_hour, close_minute, hourly_averages
+from .alerts import acknowledge
+from .config import RuleSettings, StackProfile
+from .state import StackState
+
+
+@dataclass
+class Output:
+    events: list[AlertEvent] = field(default_factory=list)
+    hourly: list[HourlyAverage] = field(default_factory=list)
+    late: bool = False
+
+    def extend(self, other: Output) -> None:
+        self.events += other.events
+        self.hourly += other.hourly
+
+
+class DetectionEngine:
+    def __init__(self, profiles: dict[str, StackProfile], settings: RuleSettings | None = None) -> None:
+        self.profiles = profiles
+        self.settings = settings or RuleSettings()
+
+    def new_state(self, stack: str) -> StackState:
+        return StackState(stack=stack)
+
+    def evaluate(self, state: StackState, reading: Reading, now: datetime) -> tuple[StackState, Output]:
+        profile = self.profiles.get(reading.stack)
+        if profile is None:
+            return state, Output()
+        accepted = add_reading(state, reading, self.settings)
+        out = self._advance(state, profile, int(now.timestamp()))
+        out.late = not accepted
+        return state, out
+
+    def tick(self, state: StackState, now: datetime) -> tuple[StackState, Output]:
+        profile = self.profiles.get(state.stack)
+        if profile is None:
+            return state, Output()
+        return state, self._advance(state, profile, int(now.timestamp()))
+
+    def acknowledge(self, state: StackState, alert_id: str, officer: str, now: datetime) -> list[AlertEvent]:
+        profile = self.profiles[state.stack]
+        return acknowledge(state, profile, alert_id, officer, int(now.timestamp()))
+
+    # -- internals ---------------------------------------------------------------------------
+    def _advance(self, state: StackState, profile: StackProfile, now: int) -> Output:
+        settings = self.settings
+        out = Output()
+        if state.first_tick is None:
+            state.first_tick = now
+        horizon = now - settings.grace_s
+        limit = horizon - horizon % MINUTE  # minutes starting before this have ended >= grace ago
+        for minute in sorted(m for m in state.open_minutes if m < limit):
+            self._close_hours(state, profile, before=minute - minute % HOUR, out=out)
+            minutes = close_minute(state, minute)
+            out.events += gaps.on_minute_closed(state, profile, settings, minute, minutes)
+            out.events += bypass.on_minute_closed(state, profile, settings, minute, minutes)
+            out.events += falsification.on_minute_closed(state, profile, settings, minute, minutes)
+            add_to_hour(state, minutes)
+            out.events += exceedance.on_minute_closed(state, profile, settings, minute, minutes)
+        if state.closed_until is None or limit > state.closed_until:
+            state.closed_until = limit
+        self._close_hours(state, profile, before=limit - limit % HOUR, out=out)
+        out.events += gaps.check_gaps(state, profile, settings, now)
+        return out
+
+    def _close_hours(self, state: StackState, profile: StackProfile, before: int, out: Output) -> None:
+        for hour in sorted(h for h in state.hours if h + HOUR <= before):
+            accs = state.hours.pop(hour)
+            averages = hourly_averages(profile, self.settings, hour, accs)
+            out.hourly += averages.values()
+            out.events += exceedance.on_hour_closed(state, profile, self.settings, hour, averages)
+            out.events += falsification.on_hour_closed(state, profile, self.settings, hour, averages)

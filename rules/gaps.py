@@ -1,0 +1,102 @@
+"""Data gaps (a silent stack, a missing parameter, a stack never heard from) and invalid
+marks held too long. Driven by the event-time watermark, not by the next reading. Pure."""
+
+from __future__ import annotations
+
+from contracts.alerts import AlertEvent, AlertKind, Severity
+from contracts.reading import DataFlag
+
+from .aggregation import MINUTE
+from .alerts import activate, deactivate, ts
+from .config import RuleSettings, StackProfile
+from .state import Mark, Minute, StackState
+
+MARK_LOG_KEEP = 200
+QUIET_UPDATES_S = 6 * 3600
+
+
+def gap_threshold_s(profile: StackProfile, settings: RuleSettings) -> float:
+    return max(settings.gap_min_s, settings.gap_intervals * profile.reporting_interval_s)
+
+
+def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings, now: int) -> list[AlertEvent]:
+    threshold = gap_threshold_s(profile, settings)
+    interval = profile.reporting_interval_s
+    events: list[AlertEvent] = []
+    if state.last_seen is None:
+        if state.first_tick is not None and now - state.first_tick > threshold:
+            events += activate(
+                state, profile, AlertKind.DATA_GAP, None, at=now, start=state.first_tick,
+                severity=Severity.CRITICAL,
+                reason=f"no data from {profile.stack} since monitoring started",
+                evidence={"never_reported": True, "expected_interval_s": interval, "threshold_s": threshold},
+                update_every_s=QUIET_UPDATES_S,
+            )  # fmt: skip
+        return events
+    if now - state.last_seen > threshold:
+        return activate(
+            state, profile, AlertKind.DATA_GAP, None, at=now, start=state.last_seen + interval,
+            severity=Severity.CRITICAL,
+            reason=f"{profile.stack} silent since {ts(state.last_seen).isoformat()}",
+            evidence={"never_reported": False, "last_seen": ts(state.last_seen).isoformat(),
+                      "expected_interval_s": interval, "threshold_s": threshold},
+            update_every_s=QUIET_UPDATES_S,
+        )  # fmt: skip
+    events += deactivate(state, profile, AlertKind.DATA_GAP, None, at=now, end=state.last_seen)
+    # the stack reports: is any declared parameter missing from its readings?
+    first = state.first_seen if state.first_seen is not None else state.last_seen
+    for name in sorted(profile.parameters):
+        seen = state.param_last_seen.get(name)
+        missing_since = seen if seen is not None else first
+        if state.last_seen - missing_since > threshold:
+            events += activate(
+                state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, start=missing_since,
+                severity=Severity.WARNING,
+                reason=f"{name} missing from {profile.stack}'s readings",
+                evidence={"never_reported": seen is None, "last_seen": None if seen is None else ts(seen).isoformat(),
+                          "threshold_s": threshold},
+                update_every_s=QUIET_UPDATES_S,
+            )  # fmt: skip
+        elif seen is not None:
+            events += deactivate(state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, end=seen)
+    return events
+
+
+def on_minute_closed(
+    state: StackState, profile: StackProfile, settings: RuleSettings, minute: int, minutes: dict[str, Minute]
+) -> list[AlertEvent]:
+    """Track invalid-flag periods per parameter; alert when one lasts longer than its cap."""
+    events: list[AlertEvent] = []
+    at = minute + MINUTE
+    for name, m in minutes.items():
+        mark = state.marks.get(name)
+        if m.valid or m.flag is None:
+            if mark is not None:
+                events += _close_mark(state, profile, name, mark, at, end=minute)
+            continue
+        if mark is not None and mark.flag != m.flag:
+            events += _close_mark(state, profile, name, mark, at, end=minute)
+            mark = None
+        if mark is None:
+            mark = state.marks[name] = Mark(m.flag, minute, minute)
+        mark.last = minute
+        cap = settings.mark_caps_s.get(DataFlag(m.flag))
+        duration = at - mark.start
+        if cap is not None and duration > cap:
+            events += activate(
+                state, profile, AlertKind.INVALID_MARK, name, at=at, start=mark.start,
+                severity=Severity.WARNING,
+                reason=f"{name} marked {m.flag} for over {cap / 3600:g} h",
+                evidence={"flag": m.flag, "since": ts(mark.start).isoformat(), "cap_s": cap},
+                update_every_s=QUIET_UPDATES_S,
+            )  # fmt: skip
+    return events
+
+
+def _close_mark(state: StackState, profile: StackProfile, name: str, mark: Mark, at: int, end: int) -> list[AlertEvent]:
+    del state.marks[name]
+    state.mark_log.append((name, mark.flag, mark.start, end))
+    del state.mark_log[:-MARK_LOG_KEEP]
+    return deactivate(
+        state, profile, AlertKind.INVALID_MARK, name, at=at, end=end, evidence={"duration_s": end - mark.start}
+    )

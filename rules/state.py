@@ -1,0 +1,95 @@
+"""Per-stack rule state: plain dataclasses, picklable, times as epoch seconds (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class MinuteBucket:
+    """Samples of one parameter within one open minute."""
+
+    total: float = 0.0
+    n_valid: int = 0
+    n_invalid: int = 0
+    vmin: float = float("inf")
+    vmax: float = float("-inf")
+    zs_total: float = 0.0
+    zs_n: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Minute:
+    """A closed minute of one parameter."""
+
+    start: int
+    value: float | None  # mean of valid samples
+    valid: bool
+    flag: str | None  # the invalid flag that dominated, when not valid
+    vmin: float | None
+    vmax: float | None
+    zs: float | None
+
+
+@dataclass
+class HourAcc:
+    """Valid minutes of one parameter in one hour (HJ 75: the hour needs >= 45)."""
+
+    total: float = 0.0
+    n_valid: int = 0
+    flag_minutes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class OpenAlert:
+    kind: str
+    parameter: str | None
+    fingerprint: str
+    alert_id: str
+    start: int
+    last_active: int
+    last_update: int
+    severity: str
+    reason: str
+    evidence: dict[str, Any]
+    updates: int = 0
+    acknowledged_by: str | None = None
+
+
+@dataclass
+class Mark:
+    """An invalid-flag period of one parameter (kept for the audit trail)."""
+
+    flag: str
+    start: int
+    last: int
+
+
+@dataclass
+class StackState:
+    stack: str
+    #: when the engine first looked at this stack (for devices never heard from)
+    first_tick: int | None = None
+    first_seen: int | None = None
+    last_seen: int | None = None
+    param_last_seen: dict[str, int] = field(default_factory=dict)
+    #: minute start -> parameter -> bucket; all minutes before ``closed_until`` are closed
+    open_minutes: dict[int, dict[str, MinuteBucket]] = field(default_factory=dict)
+    closed_until: int | None = None
+    #: hour start -> parameter -> accumulator
+    hours: dict[int, dict[str, HourAcc]] = field(default_factory=dict)
+    hours_closed_until: int | None = None
+    late_readings: int = 0
+    baselines: dict[str, float] = field(default_factory=dict)
+    baseline_minutes: int = 0
+    #: consecutive-minute counters: bypass signals, flat lines, Zs mismatches
+    bypass_runs: dict[str, int] = field(default_factory=dict)
+    flat_runs: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # value, start, minutes
+    zs_runs: dict[str, int] = field(default_factory=dict)
+    marks: dict[str, Mark] = field(default_factory=dict)
+    mark_log: list[tuple[str, str, int, int]] = field(default_factory=list)  # param, flag, start, end
+    #: last hours per parameter: (hour start, judged value or None, limit)
+    hourly_history: dict[str, list[tuple[int, float | None, float]]] = field(default_factory=dict)
+    alerts: dict[tuple[str, str | None], OpenAlert] = field(default_factory=dict)
