@@ -102,6 +102,7 @@ def run(
     settings: RuleSettings | None = None,
     until: datetime | None = None,
     tick_every: timedelta = timedelta(minutes=1),
+    tick_start: datetime | None = None,
 ) -> tuple[list[AlertEvent], list[HourlyAverage]]:
     """Feed readings in arrival order with now = latest event time; tick every stack each minute."""
     profiles = {p.stack: p for p in engine_profiles}
@@ -110,7 +111,7 @@ def run(
     events: list[AlertEvent] = []
     hourly: list[HourlyAverage] = []
     now: datetime | None = None
-    next_tick: datetime | None = None
+    next_tick: datetime | None = tick_start
     for r in readings:
         now = r.event_time if now is None else max(now, r.event_time)
         if next_tick is None:
