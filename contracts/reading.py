@@ -49,6 +49,7 @@ class Source(StrEnum):
     MQTT_JSON = "mqtt-json"
     MQTT_HJ212 = "mqtt-hj212"
     TCP_HJ212 = "tcp-hj212"
+    REPLAY = "replay"  # read from a file by `cems replay`
 
 
 class _Frozen(BaseModel):

@@ -57,12 +57,19 @@ class DetectionEngine:
             return state, Output()
         return state, self._advance(state, profile, int(now.timestamp()))
 
+    def flush(self, state: StackState, now: datetime) -> tuple[StackState, Output]:
+        """Close what ``now`` allows without judging silence (end of a finite replay)."""
+        profile = self.profiles.get(state.stack)
+        if profile is None:
+            return state, Output()
+        return state, self._advance(state, profile, int(now.timestamp()), check_gaps=False)
+
     def acknowledge(self, state: StackState, alert_id: str, officer: str, now: datetime) -> list[AlertEvent]:
         profile = self.profiles[state.stack]
         return acknowledge(state, profile, alert_id, officer, int(now.timestamp()))
 
     # -- internals ---------------------------------------------------------------------------
-    def _advance(self, state: StackState, profile: StackProfile, now: int) -> Output:
+    def _advance(self, state: StackState, profile: StackProfile, now: int, check_gaps: bool = True) -> Output:
         settings = self.settings
         out = Output()
         if state.first_tick is None:
@@ -80,7 +87,8 @@ class DetectionEngine:
         if state.closed_until is None or limit > state.closed_until:
             state.closed_until = limit
         self._close_hours(state, profile, before=limit - limit % HOUR, out=out)
-        out.events += gaps.check_gaps(state, profile, settings, now)
+        if check_gaps:
+            out.events += gaps.check_gaps(state, profile, settings, now)
         return out
 
     def _close_hours(self, state: StackState, profile: StackProfile, before: int, out: Output) -> None:

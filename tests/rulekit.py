@@ -11,6 +11,7 @@ from contracts.reading import DataFlag, DataKind, Measurement, Reading, Source
 from contracts.registry import BypassInstrument, Industry
 from rules.config import RuleSettings, StackProfile
 from rules.engine import DetectionEngine
+from rules.replay import ReplayDriver
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -104,35 +105,14 @@ def run(
     tick_every: timedelta = timedelta(minutes=1),
     tick_start: datetime | None = None,
 ) -> tuple[list[AlertEvent], list[HourlyAverage]]:
-    """Feed readings in arrival order with now = latest event time; tick every stack each minute."""
-    profiles = {p.stack: p for p in engine_profiles}
-    engine = DetectionEngine(profiles, settings or RuleSettings())
-    states = {s: engine.new_state(s) for s in profiles}
-    events: list[AlertEvent] = []
-    hourly: list[HourlyAverage] = []
-    now: datetime | None = None
-    next_tick: datetime | None = tick_start
-    for r in readings:
-        now = r.event_time if now is None else max(now, r.event_time)
-        if next_tick is None:
-            next_tick = now
-        while next_tick <= now:
-            for s in states.values():
-                _, out = engine.tick(s, next_tick)
-                events += out.events
-                hourly += out.hourly
-            next_tick += tick_every
-        _, out = engine.evaluate(states[r.stack], r, now)
-        events += out.events
-        hourly += out.hourly
-    if until is not None and next_tick is not None:
-        while next_tick <= until:
-            for s in states.values():
-                _, out = engine.tick(s, next_tick)
-                events += out.events
-                hourly += out.hourly
-            next_tick += tick_every
-    return events, hourly
+    """Feed readings in arrival order with now = latest event time; tick every stack each minute;
+    tick on (judging silence) until ``until``; no end-of-input flush, so the last hour stays open
+    unless ``until`` closes it."""
+    engine = DetectionEngine({p.stack: p for p in engine_profiles}, settings or RuleSettings())
+    driver = ReplayDriver(engine, tick_every=tick_every, tick_start=tick_start).feed_all(readings)
+    if until is not None:
+        driver.advance_to(until)
+    return driver.result.events, driver.result.hourly
 
 
 def summary(events: Iterable[AlertEvent]) -> list[tuple[str, str, str | None, str, str | None]]:

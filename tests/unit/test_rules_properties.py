@@ -33,7 +33,9 @@ def scenarios(draw: st.DrawFn) -> list[Reading]:
                 readings += minutes(start, 60, stack, so2=so2, o2=o2, bypass_damper=0.0)
             else:
                 readings += minutes(start, damper_from, stack, so2=so2, o2=o2, bypass_damper=0.0)
-                readings += minutes(start + damper_from * M, 60 - damper_from, stack, so2=so2, o2=o2, bypass_damper=70.0)
+                readings += minutes(
+                    start + damper_from * M, 60 - damper_from, stack, so2=so2, o2=o2, bypass_damper=70.0
+                )
     return sorted(readings, key=lambda r: r.event_time)
 
 
