@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cems.cli import app
 from contracts.hj212 import encode_packet
 from contracts.hj212_data import PacketValue, data_packet
+from contracts.parameters import Unit
 from contracts.reading import DataKind, Measurement, Reading, Source
 from contracts.registry import load_registry
 
@@ -36,7 +37,10 @@ def power_line(i: int) -> str:
     t = T0 + timedelta(minutes=i, seconds=20)
     reading = Reading(
         enterprise=POWER_ENT.id, stack=POWER.id, mn=POWER.devices[0].mn, event_time=t, kind=DataKind.REALTIME,
-        values={"so2": Measurement(value=20.0 + i % 3, unit="mg/m3"), "o2": Measurement(value=6.0 + (i % 2) / 10, unit="%")},
+        values={
+            "so2": Measurement(value=20.0 + i % 3, unit=Unit.MG_M3),
+            "o2": Measurement(value=6.0 + (i % 2) / 10, unit=Unit.PERCENT),
+        },
         source=Source.MQTT_JSON, received_at=t,
     )  # fmt: skip
     return reading.model_dump_json()
