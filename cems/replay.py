@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from contracts.reading import Reading, Source
 from contracts.registry import Registry
-from contracts.yamlfile import load_yaml_mapping
 from ingest.validation import ReadingValidator, Rejected, ValidationSettings
-from rules.config import CATALOGUE_PATH, RuleSettings, parse_catalogue, parse_settings, profiles
 from rules.engine import DetectionEngine
 from rules.replay import ReplayDriver, ReplayResult
+from streams.engine import load_engine
+
+__all__ = ["load_engine", "read_inputs", "run_replay", "summary"]
 
 
 @dataclass
@@ -39,14 +40,6 @@ class ReplayInput:
     readings: list[Reading] = field(default_factory=list)
     problems: list[LineProblem] = field(default_factory=list)
     lines: int = 0
-
-
-def load_engine(registry: Registry, rules_file: Path | None, catalogue_file: Path | None) -> DetectionEngine:
-    catalogue = parse_catalogue(
-        load_yaml_mapping(catalogue_file or CATALOGUE_PATH), str(catalogue_file or CATALOGUE_PATH)
-    )
-    settings = parse_settings(load_yaml_mapping(rules_file), str(rules_file)) if rules_file else RuleSettings()
-    return DetectionEngine(profiles(registry, catalogue), settings)
 
 
 def read_inputs(paths: list[Path], registry: Registry) -> ReplayInput:

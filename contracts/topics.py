@@ -31,9 +31,10 @@ class Topics:
     dead_letters: TopicSpec
     hourly_averages: TopicSpec
     alerts: TopicSpec
+    ticks: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.readings, self.dead_letters, self.hourly_averages, self.alerts)
+        return (self.readings, self.dead_letters, self.hourly_averages, self.alerts, self.ticks)
 
 
 def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
@@ -62,6 +63,12 @@ def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
             6,
             {"retention.ms": str(400 * DAY_MS)},
             "Alert lifecycle events (opened, updated, resolved) keyed by stack id",
+        ),
+        ticks=TopicSpec(
+            f"{prefix}.ticks",
+            6,
+            {"retention.ms": str(DAY_MS)},
+            "Watermark ticks per stack, co-partitioned with readings: close hours, find silence",
         ),
     )
 

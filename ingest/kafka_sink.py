@@ -34,6 +34,8 @@ class KafkaSink:
                     "client.id": client_id,
                     "acks": "all",
                     "enable.idempotence": True,
+                    # the same partition for a key as Java clients, aiokafka and Faust use
+                    "partitioner": "murmur2_random",
                     "linger.ms": linger_ms,
                     "delivery.timeout.ms": 120_000,
                     "queue.buffering.max.messages": 200_000,

@@ -1,0 +1,148 @@
+"""The Faust stream processor around the pure rules.
+
+One agent consumes the readings topic and the co-partitioned ticks topic (both keyed by
+stack id), keeps each stack's rule state in a Faust table with a changelog, and produces
+alert events and hourly averages keyed by stack. A leader timer sends a tick for every
+registry stack each ``tick_interval_s``: ticks travel through Kafka like readings, so hours
+close and silence is found from the watermark even when a stack sends nothing at all.
+
+Processing is exactly-once (Kafka transactions): the consumed offsets, the table's
+changelog and the produced alerts commit together, so a worker killed at any point and
+restarted neither loses nor repeats an alert. Consumers of the output topics read with
+``isolation.level=read_committed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from confluent_kafka import Producer
+
+from contracts.reading import Reading
+from contracts.registry import load_registry
+from contracts.topics import topics
+from rules.engine import DetectionEngine, Output
+from rules.state import StackState
+
+from .engine import load_engine
+from .settings import StreamSettings
+
+log = logging.getLogger("cems.worker")
+
+
+class Watermark:
+    """The worker's notion of now: the latest event time seen, or the wall clock if later (live)."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.latest_event: datetime | None = None
+
+    def observe(self, event_time: datetime) -> None:
+        if self.latest_event is None or event_time > self.latest_event:
+            self.latest_event = event_time
+
+    def now(self, wall: datetime | None = None) -> datetime | None:
+        candidates = [t for t in (self.latest_event, wall if self.live else None) if t is not None]
+        return max(candidates) if candidates else None
+
+
+def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) -> faust.App:
+    engine = engine or load_engine(load_registry(settings.registry), settings.rules_file, settings.catalogue_file)
+    topic_set = topics(settings.topic_namespace)
+    app = faust.App(
+        settings.worker_app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        datadir=str(settings.worker_data_dir),
+        processing_guarantee="exactly_once",
+        topic_partitions=topic_set.readings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,  # Faust creates its own changelog topic; ours exist already
+        web_enabled=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_cleanup_interval=3600,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    source = app.topic(
+        topic_set.readings.name,
+        topic_set.ticks.name,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+    alerts = app.topic(topic_set.alerts.name, key_serializer="raw", value_serializer="raw")
+    hourly = app.topic(topic_set.hourly_averages.name, key_serializer="raw", value_serializer="raw")
+    states = app.Table(
+        "stack-state",
+        default=None,
+        partitions=topic_set.readings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    watermark = Watermark(settings.watermark == "live")
+    stats: dict[str, int] = {"readings": 0, "ticks": 0, "alerts": 0, "hourly": 0}
+
+    def load(stack: str) -> StackState:
+        raw = states.get(stack.encode())
+        state: StackState = pickle.loads(raw) if raw else engine.new_state(stack)
+        return state
+
+    async def publish(stack: str, out: Output) -> None:
+        key = stack.encode()
+        for event in out.events:
+            await alerts.send(key=key, value=event.model_dump_json().encode())
+        for avg in out.hourly:
+            await hourly.send(key=key, value=avg.model_dump_json().encode())
+        stats["alerts"] += len(out.events)
+        stats["hourly"] += len(out.hourly)
+
+    @app.agent(source, name="detect")
+    async def detect(stream: Any) -> None:
+        async for event in stream.events():
+            stack = event.key.decode()
+            if event.message.topic == topic_set.ticks.name:
+                tick = json.loads(event.value)
+                now = watermark.now(datetime.fromisoformat(tick["wall_time"]))
+                if now is None or stack not in engine.profiles:
+                    continue
+                state = load(stack)
+                _, out = engine.tick(state, now)
+                stats["ticks"] += 1
+            else:
+                reading = Reading.model_validate_json(event.value)
+                watermark.observe(reading.event_time)
+                now = watermark.now() or reading.event_time
+                state = load(stack)
+                _, out = engine.evaluate(state, reading, now)
+                stats["readings"] += 1
+            states[event.key] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            await publish(stack, out)
+
+    # Ticks go out through a plain (non-transactional) producer: sent from a timer, outside
+    # any consumed event, they would otherwise wait in an open transaction unseen.
+    tick_producer = Producer(
+        {"bootstrap.servers": settings.bootstrap, "partitioner": "murmur2_random", "linger.ms": 5, "acks": "all"}
+    )
+
+    @app.timer(interval=settings.tick_interval_s, on_leader=True)
+    async def send_ticks() -> None:
+        value = json.dumps({"wall_time": datetime.now(UTC).isoformat()}).encode()
+        for stack in engine.profiles:
+            tick_producer.produce(topic_set.ticks.name, key=stack.encode(), value=value)
+        tick_producer.poll(0)
+        remaining = tick_producer.flush(5)
+        if remaining:
+            log.warning("%d ticks not yet confirmed by Kafka", remaining)
+
+    @app.timer(interval=30.0)
+    async def report() -> None:
+        log.info("worker progress: %s, watermark %s", stats, watermark.now())
+
+    return app

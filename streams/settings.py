@@ -1,0 +1,49 @@
+"""Stream worker and sink settings (environment prefix ``CEMS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.registry import SAMPLE_REGISTRY
+
+
+class StreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CEMS_", extra="ignore")
+
+    registry: Path = SAMPLE_REGISTRY
+    rules_file: Path | None = None
+    catalogue_file: Path | None = None
+    topic_namespace: str = "cems"
+
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_bootstrap: str | None = None
+
+    worker_app_id: str = "cems-detect"
+    worker_data_dir: Path = Path(".cems/worker")
+    #: wall-clock seconds between watermark ticks for every stack
+    tick_interval_s: float = 5.0
+    #: "live": now = max(latest event time, wall clock) so total silence is noticed;
+    #: "event": now = latest event time only (replaying history through Kafka)
+    watermark: Literal["live", "event"] = "live"
+
+    influxdb_port: int = 8086
+    influxdb_url: str | None = None
+    influxdb_org: str = "cems"
+    influxdb_bucket: str = "cems"
+    influxdb_token: SecretStr | None = None
+    sink_group: str = "cems-influx-sink"
+    sink_batch_size: int = 5000
+    sink_max_wait_s: float = 1.0
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def influx_url(self) -> str:
+        return self.influxdb_url or f"http://{self.host}:{self.influxdb_port}"
