@@ -220,7 +220,8 @@ def sink(
     try:
         ensure_topics(settings.bootstrap, topic_set.all())
         runner = InfluxSink(
-            bootstrap=settings.bootstrap, group=settings.sink_group, topics=topic_set, influx_url=settings.influx_url,
+            bootstrap=settings.bootstrap, group=settings.sink_group, topics=topic_set,
+            namespace=settings.topic_namespace, influx_url=settings.influx_url,
             token=token, org=settings.influxdb_org, bucket=settings.influxdb_bucket,
             registry=load_registry(settings.registry), batch_size=settings.sink_batch_size,
             max_wait_s=settings.sink_max_wait_s,

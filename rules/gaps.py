@@ -20,11 +20,15 @@ def gap_threshold_s(profile: StackProfile, settings: RuleSettings) -> float:
 
 
 def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings, now: int) -> list[AlertEvent]:
+    """Silence is judged at the watermark minus the grace period, the point up to which data
+    counts as complete: readings delayed in transit by less than the grace period (a burst,
+    one stack's messages overtaken by another's) are not mistaken for a gap."""
     threshold = gap_threshold_s(profile, settings)
+    horizon = now - settings.grace_s
     interval = profile.reporting_interval_s
     events: list[AlertEvent] = []
     if state.last_seen is None:
-        if state.first_tick is not None and now - state.first_tick > threshold:
+        if state.first_tick is not None and horizon - state.first_tick > threshold:
             events += activate(
                 state, profile, AlertKind.DATA_GAP, None, at=now, start=state.first_tick,
                 severity=Severity.CRITICAL,
@@ -33,7 +37,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                 update_every_s=QUIET_UPDATES_S,
             )  # fmt: skip
         return events
-    if now - state.last_seen > threshold:
+    if horizon - state.last_seen > threshold:
         return activate(
             state, profile, AlertKind.DATA_GAP, None, at=now, start=state.last_seen + interval,
             severity=Severity.CRITICAL,

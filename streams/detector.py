@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,18 +37,31 @@ log = logging.getLogger("cems.worker")
 
 
 class Watermark:
-    """The worker's notion of now: the latest event time seen, or the wall clock if later (live)."""
+    """The worker's event-time "now".
 
-    def __init__(self, live: bool) -> None:
+    Each readings partition advances at its own pace (a consumer fetches partitions in
+    batches), so now is the *minimum* over partitions of the latest event time each has
+    delivered, ignoring partitions idle for ``idle_s`` of wall time (a partition holding only
+    a silent stack must not stop the clock). In live mode the wall clock counts too, so
+    total silence is noticed.
+    """
+
+    def __init__(self, live: bool, idle_s: float) -> None:
         self.live = live
-        self.latest_event: datetime | None = None
+        self.idle_s = idle_s
+        self.latest: dict[int, datetime] = {}
+        self.arrived: dict[int, float] = {}
 
-    def observe(self, event_time: datetime) -> None:
-        if self.latest_event is None or event_time > self.latest_event:
-            self.latest_event = event_time
+    def observe(self, partition: int, event_time: datetime, arrival_s: float) -> None:
+        current = self.latest.get(partition)
+        if current is None or event_time > current:
+            self.latest[partition] = event_time
+        self.arrived[partition] = arrival_s
 
-    def now(self, wall: datetime | None = None) -> datetime | None:
-        candidates = [t for t in (self.latest_event, wall if self.live else None) if t is not None]
+    def now(self, arrival_s: float, wall: datetime | None = None) -> datetime | None:
+        active = [t for p, t in self.latest.items() if arrival_s - self.arrived[p] <= self.idle_s]
+        event_now = min(active) if active else max(self.latest.values(), default=None)
+        candidates = [t for t in (event_now, wall if self.live else None) if t is not None]
         return max(candidates) if candidates else None
 
 
@@ -67,6 +81,9 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=3600,
+        # a killed worker's partitions move to its replacement within seconds, not a minute
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -86,7 +103,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         key_type=bytes,
         value_type=bytes,
     )
-    watermark = Watermark(settings.watermark == "live")
+    watermark = Watermark(settings.watermark == "live", settings.watermark_idle_s)
     stats: dict[str, int] = {"readings": 0, "ticks": 0, "alerts": 0, "hourly": 0}
 
     def load(stack: str) -> StackState:
@@ -109,7 +126,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
             stack = event.key.decode()
             if event.message.topic == topic_set.ticks.name:
                 tick = json.loads(event.value)
-                now = watermark.now(datetime.fromisoformat(tick["wall_time"]))
+                now = watermark.now(time.monotonic(), datetime.fromisoformat(tick["wall_time"]))
                 if now is None or stack not in engine.profiles:
                     continue
                 state = load(stack)
@@ -117,8 +134,9 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                 stats["ticks"] += 1
             else:
                 reading = Reading.model_validate_json(event.value)
-                watermark.observe(reading.event_time)
-                now = watermark.now() or reading.event_time
+                arrival = time.monotonic()
+                watermark.observe(event.message.partition, reading.event_time, arrival)
+                now = watermark.now(arrival) or reading.event_time
                 state = load(stack)
                 _, out = engine.evaluate(state, reading, now)
                 stats["readings"] += 1
@@ -130,6 +148,18 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
     tick_producer = Producer(
         {"bootstrap.servers": settings.bootstrap, "partitioner": "murmur2_random", "linger.ms": 5, "acks": "all"}
     )
+
+    # Faust puts a record into the consumed partition's transaction only when its consumer
+    # knows the output topic; consuming the outputs (and doing nothing with them) makes the
+    # alerts and hourly averages commit atomically with the readings' offsets and the table.
+    outputs = app.topic(
+        topic_set.alerts.name, topic_set.hourly_averages.name, key_serializer="raw", value_serializer="raw"
+    )
+
+    @app.agent(outputs, name="outputs-in-transaction")
+    async def follow_outputs(stream: Any) -> None:
+        async for _ in stream:
+            pass
 
     @app.timer(interval=settings.tick_interval_s, on_leader=True)
     async def send_ticks() -> None:
@@ -143,6 +173,6 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
 
     @app.timer(interval=30.0)
     async def report() -> None:
-        log.info("worker progress: %s, watermark %s", stats, watermark.now())
+        log.info("worker progress: %s, watermark %s", stats, watermark.now(time.monotonic()))
 
     return app

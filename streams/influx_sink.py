@@ -47,11 +47,12 @@ def _epoch_s(t: datetime | None) -> int | None:
 class PointBuilder:
     """Contract records to InfluxDB points (the schema in docs/influxdb-schema.md)."""
 
-    def __init__(self, tags: dict[str, StackTags]) -> None:
+    def __init__(self, tags: dict[str, StackTags], namespace: str) -> None:
         self.tags = tags
+        self.namespace = namespace
 
     def _base(self, measurement: str, enterprise: str, stack: str) -> Point:
-        point = Point(measurement).tag("enterprise", enterprise).tag("stack", stack)
+        point = Point(measurement).tag("ns", self.namespace).tag("enterprise", enterprise).tag("stack", stack)
         where = self.tags.get(stack)
         if where is not None:
             point = point.tag("district", where.district).tag("industry", where.industry)
@@ -108,6 +109,7 @@ class InfluxSink:
         bootstrap: str,
         group: str,
         topics: Topics,
+        namespace: str,
         influx_url: str,
         token: str,
         org: str,
@@ -120,7 +122,7 @@ class InfluxSink:
         self.bucket = bucket
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
-        self.builder = PointBuilder(stack_tags(registry))
+        self.builder = PointBuilder(stack_tags(registry), namespace)
         self.consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -173,6 +175,7 @@ class InfluxSink:
             delay = min(delay * 2, 30.0)
 
     def run(self, stop: threading.Event) -> None:
+        log.info("sink running: %s -> %s", [t.name for t in self.topics.all()], self.bucket)
         last_report = time.monotonic()
         try:
             while not stop.is_set():

@@ -30,6 +30,8 @@ class StreamSettings(BaseSettings):
     #: "live": now = max(latest event time, wall clock) so total silence is noticed;
     #: "event": now = latest event time only (replaying history through Kafka)
     watermark: Literal["live", "event"] = "live"
+    #: a readings partition silent this long (wall time) stops holding the watermark back
+    watermark_idle_s: float = 10.0
 
     influxdb_port: int = 8086
     influxdb_url: str | None = None

@@ -132,11 +132,73 @@ class Publisher:
         self.client.loop_stop()
 
 
+@dataclass
+class CemsProcess:
+    """Any `cems` command as a real process, ready when its log shows ``ready_marker``."""
+
+    args: list[str]
+    log_path: Path
+    ready_marker: bytes
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cems.cli", *self.args],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.args[0]} exited {self.proc.returncode}:\n{self.tail()}")
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                if self.ready_marker in f.read():
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"{self.args[0]} not ready in {timeout_s}s:\n{self.tail()}")
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:]
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def infra_env(infra: InfraSettings) -> dict[str, str]:
+    return {
+        "CEMS_HOST": infra.host,
+        "CEMS_MQTT_PORT": str(infra.mqtt_port),
+        "CEMS_KAFKA_PORT": str(infra.kafka_port),
+        "CEMS_INFLUXDB_PORT": str(infra.influxdb_port),
+        "CEMS_STATE_DIR": str(infra.state_dir),
+    }
+
+
 def consume_all(
     bootstrap: str, topic: str, *, expect: int, timeout_s: float = 60, settle_s: float = 2.0
 ) -> list[dict[str, Any]]:
-    """Read a topic from the beginning until ``expect`` records arrived and no more come."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    """Read a topic (committed records only) from the beginning until ``expect`` records
+    arrived and no more come."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
+    )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         consumer.assign([TopicPartition(topic, p) for p in parts])
