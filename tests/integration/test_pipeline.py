@@ -111,7 +111,7 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
         gateway.start()
         worker.start()
         sink.start()
-        pending = []
+        pending: list[Any] = []
         for minute in range(MINUTES):
             if minute == MINUTES // 2:
                 for info in pending:
