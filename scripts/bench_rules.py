@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contracts.parameters import PARAMETERS  # noqa: E402
-from contracts.reading import DataKind, Measurement, Reading, Source  # noqa: E402
-from contracts.registry import load_registry  # noqa: E402
-from rules.replay import ReplayDriver  # noqa: E402
-from streams.engine import load_engine  # noqa: E402
+from contracts.parameters import PARAMETERS
+from contracts.reading import DataKind, Measurement, Reading, Source
+from contracts.registry import load_registry
+from rules.replay import ReplayDriver
+from streams.engine import load_engine
 
 TYPICAL = {
     "flow": 100.0, "velocity": 12.0, "temperature": 60.0, "pressure": 0.3, "humidity": 10.0, "o2": 8.0,
