@@ -1,7 +1,7 @@
 """``cems replay``: the same rules over files of HJ 212 packets or JSON readings, offline.
 
-Each input line is either one HJ 212 packet (``##...``; CR LF optional) or one JSON reading
-of the reading contract. Lines that cannot be read are counted with their reason and line
+Each input line is one HJ 212 packet (``##...``; CR LF optional), one device JSON reading as
+published over MQTT (the MN says whose it is), or one JSON reading of the reading contract. Lines that cannot be read are counted with their reason and line
 number; they never stop the replay. Readings are sorted by event time and fed to the same
 engine the stream processor runs; alert events come out as JSON lines.
 """
@@ -74,6 +74,10 @@ def _parse_line(line: str, validator: ReadingValidator) -> Reading:
         packet = validator.parse_hj212(line.encode("utf-8", errors="surrogateescape") + b"\r\n")
         when = packet.data_time() if "DataTime" in packet.cp_items() else datetime.now(UTC)
         return validator.from_packet(packet, when, Source.REPLAY)
+    doc = json.loads(line) if line.lstrip().startswith("{") else None
+    if isinstance(doc, dict) and "enterprise" not in doc and "mn" in doc:
+        # a device's own JSON reading, as published over MQTT
+        return validator.from_device_json(line.encode("utf-8", errors="surrogateescape"), datetime.now(UTC))
     return Reading.model_validate_json(line)
 
 

@@ -149,6 +149,20 @@ class ReadingValidator:
             received_at=received_at,
         )
 
+    def from_device_json(self, payload: bytes, received_at: datetime) -> Reading:
+        """A device's JSON reading without its MQTT topic (files): the MN says whose it is."""
+        try:
+            mn = json.loads(payload).get("mn")
+        except (ValueError, AttributeError) as exc:
+            raise Rejected(RejectReason.MALFORMED_JSON, f"not a JSON object: {exc}") from exc
+        found = self._devices.get(mn) if isinstance(mn, str) else None
+        if found is None:
+            raise Rejected(
+                RejectReason.UNKNOWN_DEVICE, f"MN {mn!r} is not in the registry", mn=mn if isinstance(mn, str) else None
+            )
+        enterprise, stack, _ = found
+        return self.from_json(TopicAddress(enterprise.id, stack.id, JSON_CHANNEL), payload, received_at)
+
     def from_packet(
         self,
         packet: Hj212Packet,

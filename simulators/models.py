@@ -1,0 +1,170 @@
+"""Stack models by industry: physically consistent signals with daily load cycles. Pure.
+
+A ``StackModel`` computes, for an event time, what a healthy stack's analysers read:
+
+- load follows the industry's day (power: night trough, morning and evening peaks; kilns,
+  sinter and coke ovens: near constant; coating lines: day shifts);
+- flow follows load; O2 falls as load rises (less excess air); temperature and humidity follow
+  the flue-gas treatment (after wet desulphurisation: ~50 C and humid);
+- concentrations sit at a stack-specific share of the limit at reference O2, converted back
+  to raw with the actual O2 (``raw = Cz * (21 - O2) / (21 - O2ref)``);
+- NH3 slip rises and NOx falls together when the SCR over-injects (a fault sets ``nh3_boost``);
+- every value gets sensor noise.
+
+Noise is drawn from a generator seeded by (seed, stack, time), so the same seed gives the
+same stream whatever order stacks are generated in.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from contracts.registry import Industry
+from rules.config import StackProfile
+
+
+@dataclass(frozen=True)
+class IndustryShape:
+    rated_flow_m3_s: float
+    o2_full_load: float
+    o2_per_unloaded: float  # O2 points added as load falls from 100 % to 0
+    temperature_c: float
+    humidity_pct: float
+    daily: str  # "power", "flat", "shift"
+    #: share of each limit the stack emits at (converted), before faults
+    emission_share: float = 0.5
+    nmhc_mg_m3: float = 20.0
+
+
+SHAPES: dict[Industry, IndustryShape] = {
+    Industry.COAL_POWER: IndustryShape(420.0, 5.5, 3.0, 120.0, 7.0, "power", 0.45),
+    Industry.GAS_TURBINE: IndustryShape(600.0, 14.5, 2.0, 95.0, 8.0, "power", 0.4),
+    Industry.CEMENT: IndustryShape(150.0, 9.5, 1.5, 120.0, 6.0, "flat", 0.5),
+    Industry.STEEL_SINTER: IndustryShape(250.0, 15.5, 1.0, 130.0, 9.0, "flat", 0.5),
+    Industry.STEEL_OTHER: IndustryShape(60.0, 7.5, 2.0, 160.0, 6.0, "flat", 0.4),
+    Industry.COKING: IndustryShape(90.0, 7.5, 1.5, 180.0, 10.0, "flat", 0.45),
+    Industry.CHEMICAL: IndustryShape(20.0, 3.0, 2.0, 80.0, 4.0, "shift", 0.4, 22.0),
+    Industry.COATING: IndustryShape(30.0, 18.0, 1.0, 45.0, 3.0, "shift", 0.4, 18.0),
+}
+
+WET_FGD_TEMPERATURE_C = 50.0
+WET_FGD_HUMIDITY_PCT = 13.0
+NOISE = 0.02
+
+
+def _load(shape: IndustryShape, t: datetime) -> float:
+    hour = (t.hour + 8) % 24 + t.minute / 60  # China local time drives production
+    if shape.daily == "power":
+        # trough around 04:00, peaks around 10:00 and 19:00
+        return 0.75 + 0.15 * math.sin((hour - 7) / 24 * 2 * math.pi) + 0.08 * math.sin((hour - 4) / 12 * 2 * math.pi)
+    if shape.daily == "shift":
+        return 0.9 if 8 <= hour < 20 else 0.35
+    return 0.9 + 0.03 * math.sin(hour / 24 * 2 * math.pi)
+
+
+@dataclass
+class Overrides:
+    """What faults change for one stack at one time (``None``: leave as modelled)."""
+
+    level_share: dict[str, float] = field(default_factory=dict)  # converted, as share of limit
+    level_mg_m3: dict[str, float] = field(default_factory=dict)  # converted, absolute
+    constant: dict[str, float] = field(default_factory=dict)  # exact raw value, no noise
+    flags: dict[str, str] = field(default_factory=dict)
+    nh3_boost_mg_m3: float = 0.0
+    damper_pct: float | None = None
+    bypass_fraction: float = 0.0  # share of flue gas going round the stack's treatment
+    #: parameter -> share of the true converted value the device reports as Zs
+    wrong_zs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    values: dict[str, float]
+    flags: dict[str, str]
+    zs: dict[str, float]
+
+
+class StackModel:
+    def __init__(self, profile: StackProfile, seed: int) -> None:
+        self.profile = profile
+        self.seed = seed
+        self.shape = SHAPES[profile.industry]
+        stack_rng = random.Random(f"{seed}:{profile.stack}:character")
+        # each stack is its own: size and how clean it runs
+        self.size = stack_rng.uniform(0.6, 1.4)
+        self.share = {p: self.shape.emission_share * stack_rng.uniform(0.7, 1.2) for p in profile.limits_mg_m3}
+
+    def sample(self, t: datetime, faults: Overrides | None = None) -> Sample:
+        f = faults or Overrides()
+        p, shape = self.profile, self.shape
+        rng = random.Random(f"{self.seed}:{p.stack}:{t.isoformat()}")
+
+        def noisy(x: float, rel: float = NOISE) -> float:
+            return x * (1 + rng.gauss(0, rel))
+
+        load = min(1.05, max(0.2, _load(shape, t) + rng.gauss(0, 0.01)))
+        o2 = shape.o2_full_load + (1 - load) * shape.o2_per_unloaded
+        flow = shape.rated_flow_m3_s * self.size * (0.3 + 0.7 * load)
+        wet = p.wet_desulphurisation
+        temperature = WET_FGD_TEMPERATURE_C if wet else shape.temperature_c
+        humidity = WET_FGD_HUMIDITY_PCT if wet else shape.humidity_pct
+        scrubber_bypass = f.bypass_fraction if f.damper_pct is None else 0.0
+        if scrubber_bypass:
+            # flue gas round the scrubber but out of the same stack: hotter, drier, dirtier
+            temperature += scrubber_bypass * (shape.temperature_c + 20 - temperature)
+            humidity -= scrubber_bypass * (humidity - 3.0)
+        values: dict[str, float] = {}
+        zs: dict[str, float] = {}
+        for name in sorted(p.parameters):
+            if name == "load":
+                values[name] = noisy(load * 100, 0.005)
+            elif name == "flow":
+                # through an open damper, part of the gas leaves by the bypass chimney instead
+                main_share = 1 - (f.bypass_fraction if f.damper_pct is not None else 0.0)
+                values[name] = noisy(flow * main_share)
+            elif name == "velocity":
+                values[name] = noisy(flow / 10)
+            elif name == "o2":
+                values[name] = noisy(o2, 0.01)
+            elif name == "temperature":
+                values[name] = noisy(temperature, 0.005)
+            elif name == "humidity":
+                values[name] = noisy(humidity, 0.02)
+            elif name == "pressure":
+                values[name] = noisy(0.3, 0.05)
+            elif name == "bypass_damper":
+                values[name] = f.damper_pct or 0.0
+            elif name == "bypass_flow":
+                values[name] = noisy(flow * f.bypass_fraction) if f.bypass_fraction else 0.0
+            elif name == "bypass_temperature":
+                values[name] = noisy(shape.temperature_c if f.bypass_fraction else 28.0, 0.01)
+            else:
+                converted = self._converted_level(name, f)
+                if name == "nh3":
+                    converted += f.nh3_boost_mg_m3
+                if name == "nox" and f.nh3_boost_mg_m3:
+                    converted *= 0.6  # over-injection: NOx down while NH3 slips
+                if scrubber_bypass and name in ("so2", "pm"):
+                    converted *= 1 + 9 * scrubber_bypass  # unscrubbed gas
+                factor = (21 - p.reference_o2_pct) / (21 - o2) if name in p.o2_converted else 1.0
+                raw = noisy(converted / factor)
+                values[name] = max(0.0, raw)
+                if name in p.o2_converted and p.reference_o2_pct:
+                    zs[name] = values[name] * factor * f.wrong_zs.get(name, 1.0)
+        for name, value in f.constant.items():
+            if name in values:
+                values[name] = value
+        return Sample(values, dict(f.flags), zs)
+
+    def _converted_level(self, name: str, f: Overrides) -> float:
+        limit = self.profile.limits_mg_m3.get(name)
+        if name in f.level_mg_m3:
+            return f.level_mg_m3[name]
+        if limit is not None:
+            return limit * f.level_share.get(name, self.share[name])
+        if name == "nmhc":
+            return self.shape.nmhc_mg_m3
+        return {"nh3": 1.0, "co": 40.0, "hcl": 4.0, "thc": 25.0, "ch4": 3.0, "no": 20.0, "no2": 3.0}.get(name, 5.0)
