@@ -1,8 +1,9 @@
 """``cems replay``: the same rules over files of HJ 212 packets or JSON readings, offline.
 
 Each input line is one HJ 212 packet (``##...``; CR LF optional), one device JSON reading as
-published over MQTT (the MN says whose it is), or one JSON reading of the reading contract. Lines that cannot be read are counted with their reason and line
-number; they never stop the replay. Readings are sorted by event time and fed to the same
+published over MQTT (the MN says whose it is), or one JSON reading of the reading contract.
+Lines that cannot be read are counted with their reason and line number; they never stop
+the replay. Readings are sorted by event time and fed to the same
 engine the stream processor runs; alert events come out as JSON lines.
 """
 

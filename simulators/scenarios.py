@@ -11,7 +11,7 @@ Fault types and what they cause:
 | type | effect | expected |
 | --- | --- | --- |
 | exceedance | a parameter at ``level_share`` x limit (converted) | exceedance for each full hour |
-| drift | a parameter ramps linearly to ``to_share`` x limit, crossing it mid-hour | exceedance (an hour whose mean exceeds) |
+| drift | a parameter ramps linearly to ``to_share`` x limit, crossing it mid-hour | exceedance (mean over) |
 | ammonia_slip | SCR over-injection: NH3 + ``boost_mg_m3``, NOx down | NH3 exceedance |
 | voc_exceedance | NMHC at ``level_mg_m3`` | NMHC exceedance |
 | bypass | share ``fraction`` of flue gas round the treatment; with ``damper: true`` the damper reads open | bypass |
@@ -156,13 +156,10 @@ class Scenario(BaseModel):
             if f.type in ("bypass", "silent", "never_reports"):
                 parameter = None
             if kind == "exceedance":
-                # the first whole hour inside the window must open it
+                # an hour inside the window (a drift: the hour it crosses the limit on average)
                 first_hour = at(f.from_min).replace(minute=0, second=0, microsecond=0)
-                if first_hour < at(f.from_min):
-                    first_hour += timedelta(hours=1)
-                lo = first_hour if f.type != "drift" else at(f.from_min).replace(minute=0, second=0, microsecond=0)
                 alerts.append({"kind": kind, "stack": f.stack, "parameter": parameter,
-                               "start": window(lo - timedelta(hours=1) if f.type == "drift" else lo, at(to))})  # fmt: skip
+                               "start": window(first_hour, at(to))})  # fmt: skip
             elif kind == "bypass":
                 alerts.append({"kind": kind, "stack": f.stack, "parameter": None,
                                "start": window(at(f.from_min), at(f.from_min + 10))})  # fmt: skip
@@ -187,8 +184,9 @@ class Scenario(BaseModel):
                                "start": window(at(f.from_min), at(f.from_min + 2))})  # fmt: skip
             elif f.type == "clock_skew" and f.offset_s > 300:
                 letters.append({"reason": "future_timestamp", "stack": f.stack, "min_count": 1})
+                skewed, slack = at(f.from_min), timedelta(minutes=2)  # refused readings: the stack looks silent
                 alerts.append({"kind": "data_gap", "stack": f.stack, "parameter": None,
-                               "start": window(at(f.from_min) - timedelta(minutes=2), at(f.from_min) + timedelta(minutes=2))})  # fmt: skip
+                               "start": window(skewed - slack, skewed + slack)})  # fmt: skip
             elif f.type == "malformed":
                 letters.append({"reason": "hj212_crc", "stack": f.stack, "min_count": f.count})
             elif f.type == "duplicates":
