@@ -26,7 +26,12 @@ from contracts.topics import Topics
 class Service:
     name: str
     args: list[str]
+    #: a service that may finish (the simulator) does not stop the others when it exits 0
+    may_finish: bool = False
+    #: wait for this in the log before starting the next service (e.g. the gateway's session)
+    ready_marker: bytes | None = None
     proc: subprocess.Popen[bytes] | None = None
+    finished: bool = False
     log: Path | None = None
 
 
@@ -39,6 +44,22 @@ def topic_size(consumer: Consumer, topic: str) -> int:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
         total += high - low
     return total
+
+
+def _wait_ready(svc: Service, stop: threading.Event, timeout_s: float) -> bool:
+    assert svc.proc is not None and svc.log is not None and svc.ready_marker is not None
+    offset = 0
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        if svc.proc.poll() is not None:
+            return False
+        with svc.log.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        if svc.ready_marker in chunk:
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def supervise(
@@ -65,6 +86,9 @@ def supervise(
         )
         handle.close()
         say(f"started {svc.name} (pid {svc.proc.pid}), log: {svc.log}")
+        if svc.ready_marker is not None and not _wait_ready(svc, stop, timeout_s=120):
+            say(f"{svc.name} did not get ready; read {svc.log}")
+            stop.set()
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "cems-run-progress", "enable.auto.commit": False})
     code = 0
     next_report = time.monotonic() + report_every_s
@@ -72,10 +96,16 @@ def supervise(
         while not stop.is_set():
             for svc in services:
                 assert svc.proc is not None
-                if svc.proc.poll() is not None:
-                    say(f"{svc.name} exited with code {svc.proc.returncode}; read {svc.log}")
-                    code = 1
-                    stop.set()
+                if svc.proc.poll() is None or svc.proc.returncode is None:
+                    continue
+                if svc.may_finish and svc.proc.returncode == 0:
+                    if not svc.finished:
+                        say(f"{svc.name} finished; the pipeline keeps running (Ctrl-C stops it)")
+                        svc.finished = True
+                    continue
+                say(f"{svc.name} exited with code {svc.proc.returncode}; read {svc.log}")
+                code = 1
+                stop.set()
             if time.monotonic() >= next_report and not stop.is_set():
                 sizes = {
                     "readings": topic_size(probe, topic_set.readings.name),

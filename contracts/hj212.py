@@ -59,17 +59,36 @@ class Hj212Error(CemsError):
         self.detail = detail
 
 
+def _eight_rounds(value: int) -> int:
+    for _ in range(8):
+        carry = value & 1
+        value >>= 1
+        if carry:
+            value ^= 0xA001
+    return value
+
+
+# The 8 shift/xor rounds are linear, and the high byte only shifts down through them (the bits
+# shifted out are the low byte's), so 8 rounds of x = table[x & 0xFF] ^ (x >> 8).
+_ROUNDS = tuple(_eight_rounds(v) for v in range(256))
+
+
 def crc16(data: bytes) -> int:
     """The HJ 212 CRC: per byte ``crc = (crc >> 8) ^ byte``, then 8 shift-right rounds
     xoring 0xA001 when the shifted-out bit was 1. Check value for the reference segment: 0x1C80."""
     crc = 0xFFFF
+    rounds = _ROUNDS
     for byte in data:
         crc = (crc >> 8) ^ byte
-        for _ in range(8):
-            carry = crc & 1
-            crc >>= 1
-            if carry:
-                crc ^= 0xA001
+        crc = rounds[crc & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def crc16_bitwise(data: bytes) -> int:
+    """The same CRC, bit by bit as the standard describes it (the reference for tests)."""
+    crc = 0xFFFF
+    for byte in data:
+        crc = _eight_rounds((crc >> 8) ^ byte)
     return crc
 
 

@@ -63,16 +63,20 @@ class Fleet:
         start: datetime,
         seed: int = 7,
         protocol: str | None = None,
+        count: int | None = None,
     ) -> None:
         self.scenario = scenario
         self.start = start
         self.protocol = protocol  # force "json"/"hj212" for all devices, else per registry
         self.devices: list[tuple[Enterprise, Stack, Device]] = [(e, s, s.devices[0]) for e, s in registry.stacks()]
+        profiles = dict(profiles)
+        if count is not None:
+            self.devices, profiles = _resize(self.devices, profiles, count)
         self.models = {s.id: StackModel(profiles[s.id], seed) for _, s, _ in self.devices}
         self._flat: dict[tuple[str, str], float] = {}
 
-    def sample(self, stack: str, minute: int) -> Sample:
-        t = self.start + timedelta(minutes=minute, seconds=30)
+    def sample(self, stack: str, minute: int, t: datetime | None = None) -> Sample:
+        t = t or self.start + timedelta(minutes=minute, seconds=30)
         sample = self.models[stack].sample(t, self.scenario.overrides(stack, minute))
         for fault in self.scenario.flatline(stack, minute):
             if fault.parameter in sample.values:
@@ -81,13 +85,15 @@ class Fleet:
                 sample.values[fault.parameter] = held
         return sample
 
-    def messages(self, minute: int) -> Iterator[Message]:
-        t = self.start + timedelta(minutes=minute, seconds=30)
+    def messages(self, minute: int, t: datetime | None = None) -> Iterator[Message]:
+        """What every device sends at event time ``t`` (default: half past ``minute``);
+        ``minute`` (from the scenario start) decides which faults are active."""
+        t = t or self.start + timedelta(minutes=minute, seconds=30)
         for ent, stack, device in self.devices:
             if self.scenario.silent(stack.id, minute):
                 continue
             sent_at = t + timedelta(seconds=self.scenario.skew_s(stack.id, minute))
-            sample = self.sample(stack.id, minute)
+            sample = self.sample(stack.id, minute, t)
             protocol = self.protocol or device.protocol
             payload = self._encode(protocol, stack, device, sample, sent_at)
             expect = "future_timestamp" if self.scenario.skew_s(stack.id, minute) > 300 else "reading"
@@ -131,3 +137,25 @@ class Fleet:
             mn=device.mn, kind=DataKind.REALTIME, event_time=t, values=packet_values, pw=device.hj212_pw or "123456"
         )
         return encode_packet(packet)
+
+
+def _resize(
+    devices: list[tuple[Enterprise, Stack, Device]], profiles: dict[str, StackProfile], count: int
+) -> tuple[list[tuple[Enterprise, Stack, Device]], dict[str, StackProfile]]:
+    """The first ``count`` devices, cloning registry stacks (``<stack>-v<n>``, MN ``<mn>V<n>``)
+    when more are asked for than the registry has: for load tests of the publishing side and
+    the broker (a gateway quarantines clones it does not know)."""
+    if count <= len(devices):
+        return devices[:count], profiles
+    out = list(devices)
+    n = 0
+    while len(out) < count:
+        ent, stack, device = devices[n % len(devices)]
+        k = n // len(devices) + 1
+        clone_id = f"{stack.id}-v{k}"
+        clone_dev = device.model_copy(update={"mn": f"{device.mn}V{k}"[-24:]})
+        clone = stack.model_copy(update={"id": clone_id, "devices": [clone_dev]})
+        profiles[clone_id] = profiles[stack.id].model_copy(update={"stack": clone_id})
+        out.append((ent, clone, clone_dev))
+        n += 1
+    return out, profiles

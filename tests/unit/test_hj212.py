@@ -14,6 +14,7 @@ from contracts.hj212 import (
     Hj212Packet,
     Hj212Reason,
     crc16,
+    crc16_bitwise,
     data_answer,
     encode_packet,
     parse_packet,
@@ -32,6 +33,12 @@ def frame(segment: bytes, crc: str | None = None, length: int | None = None) -> 
 
 def test_reference_crc_is_1c80_not_modbus() -> None:
     assert crc16(REFERENCE_SEGMENT) == 0x1C80
+    assert crc16_bitwise(REFERENCE_SEGMENT) == 0x1C80
+
+
+@given(st.binary(max_size=500))
+def test_table_crc_equals_the_bitwise_definition(data: bytes) -> None:
+    assert crc16(data) == crc16_bitwise(data)
 
 
 def test_reference_packet_parses_with_upper_and_lower_case_crc() -> None:
