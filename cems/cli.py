@@ -258,10 +258,13 @@ def run(
     overrides: dict[str, Any] = {"topic_namespace": namespace} if namespace else {}
     settings = StreamSettings(**overrides)
     services = [
-        Service("gateway", ["gateway", *ns]),
-        Service("worker", ["worker", *ns]),
-        Service("sink", ["sink", *ns]),
+        Service("gateway", ["gateway", *ns], ready_marker=b'"gateway running"'),
+        Service("worker", ["worker", *ns], ready_marker=b"[^Worker]: Ready"),
+        Service("sink", ["sink", *ns], ready_marker=b"sink running"),
     ]
+    if simulate:
+        sim_args = ["simulate", "--scenario", simulate, "--speed", str(speed)]
+        services.append(Service("simulator", sim_args, may_finish=True))
     code = supervise(
         services, InfraSettings().state_dir / "logs", settings.bootstrap, topics(settings.topic_namespace),
         say=console.print,

@@ -76,13 +76,15 @@ def supervise(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     for svc in services:
+        if stop.is_set():
+            break
         svc.log = log_dir / f"{svc.name}.log"
         handle = svc.log.open("ab")
         svc.proc = subprocess.Popen(
             [sys.executable, "-m", "cems.cli", *svc.args],
             stdout=handle,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         handle.close()
         say(f"started {svc.name} (pid {svc.proc.pid}), log: {svc.log}")
@@ -95,8 +97,7 @@ def supervise(
     try:
         while not stop.is_set():
             for svc in services:
-                assert svc.proc is not None
-                if svc.proc.poll() is None or svc.proc.returncode is None:
+                if svc.proc is None or svc.proc.poll() is None:
                     continue
                 if svc.may_finish and svc.proc.returncode == 0:
                     if not svc.finished:

@@ -42,8 +42,9 @@ class Watermark:
     Each readings partition advances at its own pace (a consumer fetches partitions in
     batches), so now is the *minimum* over partitions of the latest event time each has
     delivered, ignoring partitions idle for ``idle_s`` of wall time (a partition holding only
-    a silent stack must not stop the clock). In live mode the wall clock counts too, so
-    total silence is noticed.
+    a silent stack must not stop the clock). When every partition is idle, live mode takes
+    the wall clock, so total silence is noticed; while data flows its event time rules, so a
+    backfill of the recent past is judged as it happened.
     """
 
     def __init__(self, live: bool, idle_s: float) -> None:
@@ -60,9 +61,12 @@ class Watermark:
 
     def now(self, arrival_s: float, wall: datetime | None = None) -> datetime | None:
         active = [t for p, t in self.latest.items() if arrival_s - self.arrived[p] <= self.idle_s]
-        event_now = min(active) if active else max(self.latest.values(), default=None)
-        candidates = [t for t in (event_now, wall if self.live else None) if t is not None]
-        return max(candidates) if candidates else None
+        if active:
+            return min(active)  # data is flowing: its event time is the clock (also for backfills)
+        latest = max(self.latest.values(), default=None)
+        if self.live and wall is not None:
+            return wall if latest is None else max(latest, wall)  # total silence: the wall clock
+        return latest
 
 
 def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) -> faust.App:

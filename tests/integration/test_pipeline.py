@@ -74,7 +74,7 @@ def key(e: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def test_scenario_alerts_exactly_once_through_a_worker_crash(
-    infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path
+    infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     registry_file = subset_registry(tmp_path / "registry.yaml")
     registry = load_registry(registry_file)
@@ -103,6 +103,7 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
     sink = CemsProcess(
         ["sink", "--namespace", ns, "--group", f"sink-{unique}"], tmp_path / "sink.log", b"sink running", env
     )
+    request.addfinalizer(lambda: [p.stop() for p in (gateway, worker, sink)])
     t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     publishers = {
         ent: Publisher(infra, secrets, ent, f"dev-{ent}-{unique}") for ent in {index[s][0].id for s in STACKS}
