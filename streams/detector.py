@@ -73,7 +73,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
     engine = engine or load_engine(load_registry(settings.registry), settings.rules_file, settings.catalogue_file)
     topic_set = topics(settings.topic_namespace)
     app = faust.App(
-        settings.worker_app_id,
+        settings.app_id,
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         datadir=str(settings.worker_data_dir),

@@ -23,7 +23,8 @@ class StreamSettings(BaseSettings):
     kafka_port: int = 9092
     kafka_bootstrap: str | None = None
 
-    worker_app_id: str = "cems-detect"
+    #: Faust application id (consumer group, table changelog names); default "<namespace>-detect"
+    worker_app_id: str | None = None
     worker_data_dir: Path = Path(".cems/worker")
     #: wall-clock seconds between watermark ticks for every stack
     tick_interval_s: float = 5.0
@@ -41,6 +42,10 @@ class StreamSettings(BaseSettings):
     sink_group: str = "cems-influx-sink"
     sink_batch_size: int = 5000
     sink_max_wait_s: float = 1.0
+
+    @property
+    def app_id(self) -> str:
+        return self.worker_app_id or f"{self.topic_namespace}-detect"
 
     @property
     def bootstrap(self) -> str:

@@ -103,7 +103,8 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
     sink = CemsProcess(
         ["sink", "--namespace", ns, "--group", f"sink-{unique}"], tmp_path / "sink.log", b"sink running", env
     )
-    request.addfinalizer(lambda: [p.stop() for p in (gateway, worker, sink)])
+    for proc in (gateway, worker, sink):
+        request.addfinalizer(proc.stop)
     t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     publishers = {
         ent: Publisher(infra, secrets, ent, f"dev-{ent}-{unique}") for ent in {index[s][0].id for s in STACKS}
