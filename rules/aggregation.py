@@ -30,7 +30,9 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
     """Put a reading's values into their minute; ``False`` when that minute already closed."""
     t = epoch(reading)
     minute = t - t % MINUTE
-    if state.closed_until is not None and minute < state.closed_until:
+    if (state.closed_until is not None and minute < state.closed_until) or (
+        state.hours_closed_until is not None and minute < state.hours_closed_until
+    ):
         state.late_readings += 1
         return False
     buckets = state.open_minutes.setdefault(minute, {})

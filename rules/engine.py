@@ -84,8 +84,9 @@ class DetectionEngine:
             out.events += falsification.on_minute_closed(state, profile, settings, minute, minutes)
             add_to_hour(state, minutes)
             out.events += exceedance.on_minute_closed(state, profile, settings, minute, minutes)
-        if state.closed_until is None or limit > state.closed_until:
-            state.closed_until = limit
+            # only minutes that held data close: a clock running ahead of any data (live mode
+            # in total silence) must not make a later backfill of that time "late"
+            state.closed_until = max(state.closed_until or 0, minute + MINUTE)
         self._close_hours(state, profile, before=limit - limit % HOUR, out=out)
         if check_gaps:
             out.events += gaps.check_gaps(state, profile, settings, now)
@@ -98,3 +99,4 @@ class DetectionEngine:
             out.hourly += averages.values()
             out.events += exceedance.on_hour_closed(state, profile, self.settings, hour, averages)
             out.events += falsification.on_hour_closed(state, profile, self.settings, hour, averages)
+            state.hours_closed_until = max(state.hours_closed_until or 0, hour + HOUR)

@@ -75,7 +75,8 @@ class StackState:
     first_seen: int | None = None
     last_seen: int | None = None
     param_last_seen: dict[str, int] = field(default_factory=dict)
-    #: minute start -> parameter -> bucket; all minutes before ``closed_until`` are closed
+    #: minute start -> parameter -> bucket; readings for minutes before ``closed_until`` (the
+    #: end of the last minute closed with data) or in a closed hour are late
     open_minutes: dict[int, dict[str, MinuteBucket]] = field(default_factory=dict)
     closed_until: int | None = None
     #: hour start -> parameter -> accumulator

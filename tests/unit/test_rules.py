@@ -295,3 +295,18 @@ def test_late_reading_beyond_grace_is_counted_not_used() -> None:
     _, hourly = run([profile()], [*rs, late], until=T0 + H + 6 * M)
     (so2,) = [h for h in hourly if h.parameter == "so2"]
     assert so2.valid_minutes == 30
+
+
+def test_a_clock_ahead_of_any_data_does_not_make_a_backfill_late() -> None:
+    # live mode in total silence ticks with the wall clock; the recent past arrives afterwards
+    from rules.engine import DetectionEngine
+
+    engine = DetectionEngine({"s1": profile()})
+    state = engine.new_state("s1")
+    engine.tick(state, T0 + 6 * H)
+    out_hourly = []
+    for r in minutes(T0, 70, so2=30.0, o2=9.0):
+        _, out = engine.evaluate(state, r, r.event_time)
+        assert not out.late
+        out_hourly += out.hourly
+    assert [h.converted for h in out_hourly if h.parameter == "so2"] == [pytest.approx(37.5)]
