@@ -11,11 +11,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .parameters import PARAMETERS, Unit
+from .yamlfile import load_yaml_mapping
 
 REGISTRY_VERSION = 1
 SAMPLE_REGISTRY = Path(__file__).with_name("samples") / "jiyuan-registry.yaml"
@@ -156,13 +156,9 @@ def _where(registry: dict[str, object], loc: tuple[int | str, ...]) -> str:
 def load_registry(path: Path | str = SAMPLE_REGISTRY) -> Registry:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: registry file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raw = load_yaml_mapping(path)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(": file not found", ": registry file not found")) from exc
     if raw.get("version") != REGISTRY_VERSION:
         raise ConfigError(f"{path}: key 'version' must be {REGISTRY_VERSION}, got {raw.get('version')!r}")
     try:

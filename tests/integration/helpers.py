@@ -29,67 +29,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
 class GatewayProcess:
-    infra: InfraSettings
-    namespace: str
-    log_path: Path
-    client_id: str
-    tcp_port: int = field(default_factory=free_port)
-    metrics_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    """`cems gateway` as a real process, in its own topic namespace and MQTT share group."""
+
+    def __init__(self, infra: InfraSettings, namespace: str, log_path: Path, client_id: str) -> None:
+        self.infra = infra
+        self.namespace = namespace
+        self.client_id = client_id
+        self.log_path = log_path
+        self.tcp_port = free_port()
+        self.metrics_port = free_port()
+        args = [
+            "gateway", "--namespace", namespace, "--client-id", client_id, "--tcp-port", str(self.tcp_port),
+            "--metrics-port", str(self.metrics_port), "--share-group", f"share-{client_id}",
+        ]  # fmt: skip
+        self.process = CemsProcess(args, log_path, b'"gateway running"', infra_env(infra))
 
     @property
     def topics(self) -> Topics:
         return topics(self.namespace)
 
     def start(self, timeout_s: float = 60) -> None:
-        env = {
-            **os.environ,
-            "CEMS_HOST": self.infra.host,
-            "CEMS_MQTT_PORT": str(self.infra.mqtt_port),
-            "CEMS_KAFKA_PORT": str(self.infra.kafka_port),
-            "CEMS_STATE_DIR": str(self.infra.state_dir),
-        }
-        cmd = [
-            sys.executable, "-m", "cems.cli", "gateway",
-            "--namespace", self.namespace,
-            "--client-id", self.client_id,
-            "--tcp-port", str(self.tcp_port),
-            "--metrics-port", str(self.metrics_port),
-            "--share-group", f"share-{self.client_id}",
-        ]  # fmt: skip
-        self.log = self.log_path.open("ab")
-        offset = self.log_path.stat().st_size
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.tail()}")
-            with self.log_path.open("rb") as f:
-                f.seek(offset)
-                if b'"gateway running"' in f.read():
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"gateway did not start in {timeout_s}s:\n{self.tail()}")
+        self.process.start(timeout_s)
 
     def tail(self, n: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:]
+        return self.process.tail(n)
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        self.process.kill()
 
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return -9
+    def stop(self) -> None:
+        self.process.stop()
 
     def end_session(self, secrets: SecretStore) -> None:
         """Discard the broker's persistent session of this test gateway (it would keep queueing)."""
