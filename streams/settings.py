@@ -26,6 +26,9 @@ class StreamSettings(BaseSettings):
     #: Faust application id (consumer group, table changelog names); default "<namespace>-detect"
     worker_app_id: str | None = None
     worker_data_dir: Path = Path(".cems/worker")
+    #: readings (and ticks) processed together; each stack's state is written once per batch
+    worker_batch_size: int = 500
+    worker_batch_wait_s: float = 0.5
     #: wall-clock seconds between watermark ticks for every stack
     tick_interval_s: float = 5.0
     #: "live": now = max(latest event time, wall clock) so total silence is noticed;
