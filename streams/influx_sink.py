@@ -130,6 +130,9 @@ class InfluxSink:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                # a crashed sink's partitions go to its replacement within seconds
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 3_000,
             }
         )
         self.consumer.subscribe([topics.readings.name, topics.hourly_averages.name, topics.alerts.name])
@@ -172,7 +175,7 @@ class InfluxSink:
                 log.warning("influxdb write of %d points failed (%s); retrying in %.1fs", len(points), exc, delay)
             if stop.wait(delay):
                 return False
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, 5.0)
 
     def run(self, stop: threading.Event) -> None:
         log.info("sink running: %s -> %s", [t.name for t in self.topics.all()], self.bucket)
