@@ -11,7 +11,7 @@ A ``StackModel`` computes, for an event time, what a healthy stack's analysers r
 - NH3 slip rises and NOx falls together when the SCR over-injects (a fault sets ``nh3_boost``);
 - every value gets sensor noise.
 
-Noise is drawn from a generator seeded by (seed, stack, time), so the same seed gives the
+Noise is drawn from a generator seeded by (seed, stack, second), so the same seed gives the
 same stream whatever order stacks are generated in.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -93,6 +94,7 @@ class StackModel:
         self.seed = seed
         self.shape = SHAPES[profile.industry]
         stack_rng = random.Random(f"{seed}:{profile.stack}:character")
+        self._noise_seed = zlib.crc32(f"{seed}:{profile.stack}".encode()) * 1_000_003
         # each stack is its own: size and how clean it runs
         self.size = stack_rng.uniform(0.6, 1.4)
         self.share = {p: self.shape.emission_share * stack_rng.uniform(0.7, 1.2) for p in profile.limits_mg_m3}
@@ -100,7 +102,7 @@ class StackModel:
     def sample(self, t: datetime, faults: Overrides | None = None) -> Sample:
         f = faults or Overrides()
         p, shape = self.profile, self.shape
-        rng = random.Random(f"{self.seed}:{p.stack}:{t.isoformat()}")
+        rng = random.Random(self._noise_seed + int(t.timestamp()))
 
         def noisy(x: float, rel: float = NOISE) -> float:
             return x * (1 + rng.gauss(0, rel))
