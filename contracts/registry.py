@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, config_error
 from .parameters import PARAMETERS, Unit
 from .yamlfile import load_yaml_mapping
 
@@ -164,11 +164,4 @@ def load_registry(path: Path | str = SAMPLE_REGISTRY) -> Registry:
     try:
         return Registry.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = _where(raw, tuple(e["loc"]))
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown key"
-            problems.append(f"{path}: {where}: {msg}")
-        raise ConfigError("\n".join(problems)) from exc
+        raise config_error(path, exc, lambda loc: _where(raw, loc)) from exc

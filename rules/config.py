@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contracts.errors import ConfigError
+from contracts.errors import config_error
 from contracts.reading import DataFlag
 from contracts.registry import BypassInstrument, Enterprise, Industry, Registry, Stack
 
@@ -110,12 +110,7 @@ def _strict(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-            problems.append(f"{source}: {where}: {msg}")
-        raise ConfigError("\n".join(problems)) from exc
+        raise config_error(source, exc) from exc
 
 
 def parse_catalogue(data: dict[str, Any], source: str = "limits catalogue") -> LimitsCatalogue:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contracts.errors import ConfigError
+from contracts.errors import config_error
 from contracts.reading import DataFlag
 from contracts.yamlfile import load_yaml_mapping
 from rules.config import RuleSettings
@@ -208,12 +208,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"])
-            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-            problems.append(f"{path}: {where}: {msg}")
-        raise ConfigError("\n".join(problems)) from exc
+        raise config_error(path, exc) from exc
 
 
 def scenario_names() -> list[str]:
