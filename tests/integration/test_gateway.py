@@ -7,9 +7,7 @@ import socket
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -47,15 +45,6 @@ def kiln_packet(t: datetime, so2: float, *, ack: bool = False) -> bytes:
     return encode_packet(
         data_packet(mn=KILN.devices[0].mn, kind=DataKind.REALTIME, event_time=t, values=values, pw=pw, ack=ack)
     )
-
-
-@pytest.fixture
-def gateway(infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(infra, f"t{unique}", tmp_path / "gateway.log", client_id=f"gw-{unique}")
-    gw.start()
-    yield gw
-    gw.stop()
-    gw.end_session(secrets)
 
 
 def _base_time() -> datetime:

@@ -8,12 +8,10 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cems.infra.secrets import SecretStore
 from cems.infra.settings import REPO_ROOT, InfraSettings
 from contracts.registry import load_registry
 
@@ -31,15 +29,6 @@ faults:
   - {type: clock_skew, stack: jy-coat-1-s1, from: 15, to: 17, offset_s: 1800}
 """
 STACKS = len(load_registry().stacks())
-
-
-@pytest.fixture
-def gateway(infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(infra, f"m{unique}", tmp_path / "gateway.log", client_id=f"gw-{unique}")
-    gw.start()
-    yield gw
-    gw.stop()
-    gw.end_session(secrets)
 
 
 def simulate(infra: InfraSettings, gateway: GatewayProcess, tmp_path: Path, protocol: str) -> str:
