@@ -58,13 +58,13 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
     sink = KafkaSink(settings.bootstrap, topic_set, client_id=settings.gateway_client_id)
     gateway = Gateway(validator, sink, dedup, utc_now)
     if settings.gateway_metrics_port:
-        start_http_server(settings.gateway_metrics_port, addr=settings.host)
+        start_http_server(settings.gateway_metrics_port, addr=settings.listen_host)
     tcp = None
     if settings.gateway_tcp_port:
-        tcp = TcpSource(settings.host, settings.gateway_tcp_port, gateway.handle_tcp)
+        tcp = TcpSource(settings.listen_host, settings.gateway_tcp_port, gateway.handle_tcp)
         tcp.start()
     mqtt = MqttSource(
-        host=settings.host,
+        host=settings.broker_host,
         port=settings.mqtt_port,
         user=settings.mqtt_user,
         password=mqtt_password,
@@ -76,7 +76,7 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
     log.info(
         "gateway running",
         extra={
-            "mqtt": f"{settings.host}:{settings.mqtt_port}",
+            "mqtt": f"{settings.broker_host}:{settings.mqtt_port}",
             "tcp": tcp.port if tcp else None,
             "kafka": settings.bootstrap,
             "readings_topic": topic_set.readings.name,

@@ -17,6 +17,9 @@ class GatewaySettings(BaseSettings):
     topic_namespace: str = "cems"
 
     host: str = "127.0.0.1"
+    #: where the broker is (default: host) and where the TCP listener and metrics bind (default: host)
+    mqtt_host: str | None = None
+    bind_host: str | None = None
     mqtt_port: int = 1883
     mqtt_user: str = "cems-platform"
     mqtt_password: SecretStr | None = None  # default: the local secrets store
@@ -36,6 +39,14 @@ class GatewaySettings(BaseSettings):
     max_future_s: float = 300.0
     max_age_s: float = 72 * 3600.0
     dedup_max_keys: int = 500_000
+
+    @property
+    def broker_host(self) -> str:
+        return self.mqtt_host or self.host
+
+    @property
+    def listen_host(self) -> str:
+        return self.bind_host or self.host
 
     @property
     def bootstrap(self) -> str:

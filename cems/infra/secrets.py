@@ -4,6 +4,7 @@ under ``<state>/secrets`` with mode 0600. Production deployments inject their ow
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -36,7 +37,9 @@ class SecretStore:
         return data[key]
 
     def mqtt_password(self, username: str) -> str:
-        return self._get_or_create("mqtt", username)
+        # docker-compose gives every development account one password (see docker-compose.yml)
+        shared = os.environ.get("CEMS_MQTT_DEV_PASSWORD")
+        return shared if shared else self._get_or_create("mqtt", username)
 
     def influxdb_token(self) -> str:
         return self._get_or_create("influxdb", "token")

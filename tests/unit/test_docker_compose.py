@@ -26,11 +26,32 @@ def test_services_present() -> None:
 
 
 def test_ports_are_published_on_loopback_only() -> None:
-    expected = {"mosquitto": "1883", "kafka": "9092", "influxdb": "8086", "grafana": "3000"}
+    expected = {
+        "mosquitto": ["1883"], "kafka": ["9092"], "influxdb": ["8086"], "grafana": ["3000"],
+        "gateway": ["9212", "9464"],
+    }  # fmt: skip
     services = _compose()["services"]
-    for name, port in expected.items():
-        ports = services[name]["ports"]
-        assert ports == [f"127.0.0.1:{port}:{port}"], (name, ports)
+    for name, ports in expected.items():
+        assert services[name]["ports"] == [f"127.0.0.1:{p}:{p}" for p in ports], name
+    assert all(port.startswith("127.0.0.1:") for service in services.values() for port in service.get("ports", []))
+
+
+def test_project_services_run_the_cems_command_against_the_compose_servers() -> None:
+    services = _compose()["services"]
+    assert services["gateway"]["build"] == "."
+    assert (REPO_ROOT / "Dockerfile").exists()
+    commands = {name: services[name]["command"][0] for name in ("gateway", "worker", "sink", "simulator")}
+    assert commands == {"gateway": "gateway", "worker": "worker", "sink": "sink", "simulator": "simulate"}
+    for name in ("gateway", "worker", "sink"):
+        assert services[name]["environment"]["CEMS_KAFKA_BOOTSTRAP"] == "kafka:19092"
+    assert services["gateway"]["environment"]["CEMS_MQTT_HOST"] == "mosquitto"
+    assert services["sink"]["environment"]["CEMS_INFLUXDB_URL"] == "http://influxdb:8086"
+    # the kafka listener the services use is the one the broker advertises inside the network
+    assert "PLAINTEXT://kafka:19092" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    from cems.cli import app
+
+    names = {c.name for c in app.registered_commands}
+    assert set(commands.values()) <= names
 
 
 def test_every_mounted_file_exists_and_named_volumes_are_declared() -> None:
