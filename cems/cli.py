@@ -136,7 +136,7 @@ def gateway(
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
-            "registry": registry or _registry_env(),
+            "registry": registry,  # GatewaySettings reads CEMS_REGISTRY itself
             "gateway_tcp_port": tcp_port,
             "gateway_metrics_port": metrics_port,
             "gateway_client_id": client_id,
@@ -326,7 +326,9 @@ def simulate(
         raise typer.BadParameter("choose registry, json, hj212 or hj212-tcp", param_hint="--protocol")
     try:
         sc = load_scenario(scenario)
-        reg = load_registry(registry or _registry_env() or _sample_registry())
+        from cems.accounts import registry_path
+
+        reg = load_registry(registry or registry_path())
         engine = load_engine(reg)
     except CemsError as exc:
         raise _fail(exc) from exc
@@ -415,7 +417,9 @@ def replay(
     from contracts.registry import load_registry
 
     try:
-        reg = load_registry(registry or _registry_env() or _sample_registry())
+        from cems.accounts import registry_path
+
+        reg = load_registry(registry or registry_path())
         engine = load_engine(reg, rules, catalogue)
         for path in inputs:
             if not path.is_file():
@@ -435,19 +439,6 @@ def replay(
     if hourly_out is not None:
         hourly_out.write_text("".join(h.model_dump_json() + "\n" for h in result.hourly), encoding="utf-8")
     err.print(dumps_summary(summary(data, result)), highlight=False, soft_wrap=True)
-
-
-def _sample_registry() -> Path:
-    from contracts.registry import SAMPLE_REGISTRY
-
-    return SAMPLE_REGISTRY
-
-
-def _registry_env() -> Path | None:
-    import os
-
-    value = os.environ.get("CEMS_REGISTRY")
-    return Path(value) if value else None
 
 
 def _print_status(rows) -> None:  # type: ignore[no-untyped-def]

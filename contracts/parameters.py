@@ -135,7 +135,5 @@ for _p in (
 ):
     PARAMETERS[_p.name] = _p
 
-SIGNALS: frozenset[str] = frozenset({"bypass_damper", "bypass_flow", "bypass_temperature", "load"})
-
 BY_HJ212_CODE: dict[str, Parameter] = {p.hj212_code: p for p in PARAMETERS.values()}
 BY_LEGACY_CODE: dict[str, Parameter] = {p.legacy_code: p for p in PARAMETERS.values() if p.legacy_code}

@@ -115,7 +115,3 @@ def acknowledge(state: StackState, profile: StackProfile, alert_id_: str, office
             alert.evidence = {**alert.evidence, "acknowledged_by": officer}
             return [_event(profile, alert, AlertEventType.ACKNOWLEDGED, at, None)]
     return []
-
-
-def is_open(state: StackState, kind: AlertKind, parameter: str | None) -> bool:
-    return (kind.value, parameter) in state.alerts

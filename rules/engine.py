@@ -29,10 +29,6 @@ class Output:
     hourly: list[HourlyAverage] = field(default_factory=list)
     late: bool = False
 
-    def extend(self, other: Output) -> None:
-        self.events += other.events
-        self.hourly += other.hourly
-
 
 class DetectionEngine:
     def __init__(self, profiles: dict[str, StackProfile], settings: RuleSettings | None = None) -> None:

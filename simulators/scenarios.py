@@ -28,7 +28,6 @@ Fault types and what they cause:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -192,12 +191,6 @@ class Scenario(BaseModel):
             elif f.type == "duplicates":
                 letters.append({"reason": "duplicate", "stack": f.stack, "min_count": 1})
         return {"scenario": self.name, "start": start.isoformat(), "alerts": alerts, "dead_letters": letters}
-
-
-@dataclass(frozen=True)
-class ScenarioFile:
-    path: Path
-    scenario: Scenario
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
