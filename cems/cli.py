@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.errors import CemsError
+from contracts.errors import CemsError, InfrastructureError
 
 app = typer.Typer(help="CEMS alerting: ingest, detection, storage and local infrastructure.", no_args_is_help=True)
 infra_app = typer.Typer(help="Real Mosquitto, Kafka (KRaft) and InfluxDB 2 on loopback, for development and tests.")
@@ -200,8 +200,6 @@ def sink(
     import signal
     import threading
 
-    from cems.infra.secrets import SecretStore
-    from cems.infra.settings import InfraSettings
     from cems.logs import setup_logging
     from cems.topics import ensure_topics
     from contracts.registry import load_registry
@@ -212,11 +210,7 @@ def sink(
     setup_logging(log_level)
     overrides: dict[str, Any] = {k: v for k, v in {"topic_namespace": namespace, "sink_group": group}.items() if v}
     settings = StreamSettings(**overrides)
-    token = (
-        settings.influxdb_token.get_secret_value()
-        if settings.influxdb_token
-        else SecretStore(InfraSettings().secrets_dir).influxdb_token()
-    )
+    token = _influx_token(settings)
     topic_set = topics(settings.topic_namespace)
     try:
         ensure_topics(settings.bootstrap, topic_set.all())
@@ -407,6 +401,15 @@ def replay(
     input_stacks_only: Annotated[
         bool, typer.Option(help="judge only stacks present in the input (default: every registry stack)")
     ] = False,
+    influx: Annotated[
+        bool,
+        typer.Option(
+            help="also write readings, hourly averages and alerts to InfluxDB (CEMS_INFLUXDB_*), for the dashboards"
+        ),
+    ] = False,
+    namespace: Annotated[
+        str | None, typer.Option(help="the ns tag of what --influx writes (default: CEMS_TOPIC_NAMESPACE or cems)")
+    ] = None,
 ) -> None:
     """Run the detection rules over historical data, in event-time order, for audits.
 
@@ -439,6 +442,34 @@ def replay(
     if hourly_out is not None:
         hourly_out.write_text("".join(h.model_dump_json() + "\n" for h in result.hourly), encoding="utf-8")
     err.print(dumps_summary(summary(data, result)), highlight=False, soft_wrap=True)
+    if influx:
+        from cems.replay import write_influx
+        from streams.settings import StreamSettings
+
+        ns_override: dict[str, Any] = {"topic_namespace": namespace} if namespace else {}
+        settings = StreamSettings(**ns_override)
+        try:
+            written = write_influx(
+                data, result, reg, namespace=settings.topic_namespace, url=settings.influx_url,
+                token=_influx_token(settings), org=settings.influxdb_org, bucket=settings.influxdb_bucket,
+                progress=lambda done, total: err.print(f"influxdb: {done:,}/{total:,} points", highlight=False),
+            )  # fmt: skip
+        except CemsError as exc:
+            raise _fail(exc) from exc
+        except Exception as exc:  # the client raises urllib3 and ApiException errors
+            raise _fail(InfrastructureError(f"writing to InfluxDB at {settings.influx_url} failed: {exc}")) from exc
+        bucket, ns = settings.influxdb_bucket, settings.topic_namespace
+        err.print(f"influxdb: wrote {written:,} points to bucket {bucket!r} (ns={ns})")
+
+
+def _influx_token(settings: Any) -> str:
+    """The InfluxDB token: CEMS_INFLUXDB_TOKEN, else the one `cems infra up` generated."""
+    from cems.infra.secrets import SecretStore
+    from cems.infra.settings import InfraSettings
+
+    if settings.influxdb_token:
+        return str(settings.influxdb_token.get_secret_value())
+    return SecretStore(InfraSettings().secrets_dir).influxdb_token()
 
 
 def _print_status(rows) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from rules.engine import DetectionEngine
 from rules.replay import ReplayDriver, ReplayResult
 from streams.engine import load_engine
 
-__all__ = ["load_engine", "read_inputs", "run_replay", "summary"]
+__all__ = ["load_engine", "read_inputs", "run_replay", "summary", "write_influx"]
 
 
 @dataclass
@@ -104,3 +104,37 @@ def summary(data: ReplayInput, result: ReplayResult) -> dict[str, object]:
 
 def dumps_summary(doc: dict[str, object]) -> str:
     return json.dumps(doc, indent=2, default=str, ensure_ascii=False)
+
+
+def write_influx(
+    data: ReplayInput,
+    result: ReplayResult,
+    registry: Registry,
+    *,
+    namespace: str,
+    url: str,
+    token: str,
+    org: str,
+    bucket: str,
+    batch: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the replay's readings, hourly averages and alert events to InfluxDB, as the live
+    sink does (same points, same schema), so dashboards can show a backfill or a scenario.
+    Writes are idempotent: replaying the same input twice gives the same points."""
+    from influxdb_client import InfluxDBClient
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    from streams.influx_sink import PointBuilder, stack_tags
+
+    builder = PointBuilder(stack_tags(registry), namespace)
+    points = [builder.reading(r) for r in data.readings]
+    points += [builder.hourly(h) for h in result.hourly]
+    points += [builder.alert(e) for e in result.events]
+    with InfluxDBClient(url=url, token=token, org=org, timeout=30_000) as client:
+        write_api = client.write_api(write_options=SYNCHRONOUS)
+        for i in range(0, len(points), batch):
+            write_api.write(bucket=bucket, record=points[i : i + batch])
+            if progress is not None:
+                progress(min(i + batch, len(points)), len(points))
+    return len(points)

@@ -34,13 +34,13 @@ def _flatline(
         flat_minute = m.vmax - m.vmin <= fs.flatline_tolerance
         if flat_minute and run is not None and abs(m.value - run[0]) <= fs.flatline_tolerance:
             run = (run[0], run[1], run[2] + 1)
-        elif flat_minute:
-            run = (m.value, minute, 1)
         else:
-            run = None
+            # the value moved, within the minute or from the last one (a minute of one sample
+            # never moves within itself): whatever was flat before is over
+            events += deactivate(state, profile, AlertKind.FLATLINE, name, at=at, end=minute)
+            run = (m.value, minute, 1) if flat_minute else None
         if run is None:
             state.flat_runs.pop(name, None)
-            events += deactivate(state, profile, AlertKind.FLATLINE, name, at=at, end=minute)
             continue
         state.flat_runs[name] = run
         if run[2] >= fs.flatline_minutes and running:

@@ -260,6 +260,15 @@ def test_flatline_while_running() -> None:
     assert so2.evidence["value"] == 22.0
 
 
+def test_flatline_resolves_when_the_value_moves_again() -> None:
+    # one sample per minute: a minute never moves within itself, only from one minute to the next
+    rs = minutes(T0, 60) + minutes(T0 + H, 40, jitter=0.0, so2=22.0) + minutes(T0 + H + 40 * M, 20)
+    events, _ = run([profile()], rs)
+    so2 = [e for e in events if e.kind is AlertKind.FLATLINE and e.parameter == "so2"]
+    assert [e.event for e in so2] == [AlertEventType.OPENED, AlertEventType.RESOLVED]
+    assert so2[1].end == T0 + H + 40 * M
+
+
 def test_limit_hugging_over_a_day() -> None:
     # converted 33.5 on a 35 limit for 24 hours: inside [0.85 x 35, 35] every hour
     events, _ = run([profile()], minutes(T0, 24 * 60, so2=33.5), until=T0 + 24 * H + 6 * M)
