@@ -99,6 +99,13 @@ class PointBuilder:
         end = _epoch_s(e.end)
         if end is not None:
             point = point.field("end_s", end)
+        # bypass (and any other kind with them): the dashboards show these without parsing JSON
+        confidence = e.evidence.get("confidence")
+        if isinstance(confidence, int | float) and not isinstance(confidence, bool):
+            point = point.field("confidence", float(confidence))
+        signals = e.evidence.get("signals")
+        if isinstance(signals, list) and signals:
+            point = point.field("signals", ", ".join(str(s) for s in signals))
         return point.time(e.at, WritePrecision.S)
 
 
