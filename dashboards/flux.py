@@ -120,11 +120,10 @@ seen = flags
   |> max(column: "_time")
   |> group()
   |> map(fn: (r) => ({{stack: r.stack, enterprise: r.enterprise, district: r.district, industry: r.industry,
-      rank: 0, problem: "", last_seen: r._time}}))
+      rank: 0, problem: "-", last_seen: r._time}}))
 worst = union(tables: [open, marked, seen |> drop(columns: ["last_seen"])])
   |> group(columns: ["stack"])
-  |> sort(columns: ["rank", "problem"], desc: true)
-  |> first(column: "rank")
+  |> max(column: "rank")
   |> group()
 status = join.left(left: worst, right: seen, on: (l, r) => l.stack == r.stack,
     as: (l, r) => ({{l with last_seen: r.last_seen, status: {_status_expr("l.rank")}}}))

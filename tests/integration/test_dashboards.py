@@ -1,0 +1,483 @@
+"""Every dashboard panel's Flux query, run against the real InfluxDB after the `faults`
+scenario was simulated and replayed into it (`cems simulate --no-publish` then
+`cems replay --influx`), must return what the detection engine decided.
+
+Queries are rendered as Grafana would (variables, then the Flux macros; `dashboards.grafana`).
+Expected values come from the replay's own output (alert events and hourly averages as JSON
+lines) and from the simulated readings, never from InfluxDB.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from influxdb_client import InfluxDBClient
+from typer.testing import CliRunner
+
+from cems.cli import app
+from cems.infra.secrets import SecretStore
+from cems.infra.settings import InfraSettings
+from cems.replay import read_inputs
+from contracts.alerts import AlertEvent, AlertEventType, AlertKind, HourlyAverage
+from contracts.reading import Reading
+from contracts.registry import Registry, load_registry
+from dashboards import flux
+from dashboards.boards import all_dashboards
+from dashboards.grafana import ALL, Range, render
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+END = T0 + timedelta(minutes=250)
+MID = T0 + timedelta(minutes=150)  # exceedance, early warning, silence and a mark all open
+ALL_VALUES = {"district": ".*", "industry": ".*", "enterprise": ".*"}
+RANK = {name: rank for name, rank, _ in flux.STATUSES}
+
+
+@dataclass
+class Scenario:
+    ns: str
+    registry: Registry
+    readings: list[Reading]
+    events: list[AlertEvent]
+    hourly: list[HourlyAverage]
+    client: InfluxDBClient
+    bucket: str
+    org: str
+
+    def query(
+        self, query: str, *, stop: datetime = END, window: timedelta = timedelta(minutes=1), **variables: Any
+    ) -> list[dict[str, Any]]:
+        values: dict[str, Any] = {
+            "ns": self.ns,
+            "district": ALL,
+            "industry": ALL,
+            "enterprise": ALL,
+            "stack": "jy-power-1-s1",
+            **variables,
+        }
+        text = render(
+            query,
+            Range(T0 - timedelta(hours=1), stop, window),
+            values,
+            bucket=self.bucket,
+            org=self.org,
+            all_values=ALL_VALUES,
+        )
+        tables = self.client.query_api().query(text)
+        skip = {"result", "table", "_start", "_stop"}
+        return [{k: v for k, v in r.values.items() if k not in skip} for t in tables for r in t.records]
+
+
+@pytest.fixture(scope="module")
+def scenario(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    import uuid
+
+    ns = f"dash{uuid.uuid4().hex[:8]}"
+    folder = tmp_path_factory.mktemp("dashboards")
+    messages, alerts, hourly = folder / "faults.txt", folder / "alerts.jsonl", folder / "hourly.jsonl"
+    runner = CliRunner()
+    sim = runner.invoke(
+        app, ["simulate", "--scenario", "faults", "--no-publish", "--out", str(messages), "--start", T0.isoformat()]
+    )
+    assert sim.exit_code == 0, sim.output
+    rep = runner.invoke(
+        app, ["replay", str(messages), "--influx", "--namespace", ns, "--out", str(alerts), "--hourly-out", str(hourly)]
+    )
+    assert rep.exit_code == 0, rep.output
+    assert "influxdb: wrote" in rep.output
+    from cems.accounts import registry_path
+
+    registry = load_registry(registry_path())
+    data = read_inputs([messages], registry)
+    events = [AlertEvent.model_validate_json(line) for line in alerts.read_text().splitlines()]
+    hours = [HourlyAverage.model_validate_json(line) for line in hourly.read_text().splitlines()]
+    token = SecretStore(infra.secrets_dir).influxdb_token()
+    with InfluxDBClient(url=infra.influxdb_url, token=token, org=infra.influxdb_org, timeout=30_000) as client:
+        yield Scenario(ns, registry, data.readings, events, hours, client, infra.influxdb_bucket, infra.influxdb_org)
+
+
+# -- expectations computed from the engine's output ----------------------------------------------------------
+def open_at(events: list[AlertEvent], stop: datetime) -> dict[str, AlertEvent]:
+    """alert_id -> latest event, for alerts not resolved by ``stop`` (events in the 30 days before)."""
+    latest: dict[str, AlertEvent] = {}
+    for e in sorted(events, key=lambda e: (e.at, e.event is AlertEventType.RESOLVED)):
+        if e.at <= stop and e.at >= stop - timedelta(days=30):
+            latest[e.alert_id] = e
+    return {k: e for k, e in latest.items() if e.event is not AlertEventType.RESOLVED}
+
+
+def rank_of(e: AlertEvent) -> int:
+    if e.kind is AlertKind.EXCEEDANCE:
+        return RANK["exceeding"]
+    if e.kind is AlertKind.BYPASS:
+        return RANK["bypass suspected"]
+    if e.kind is AlertKind.DATA_GAP:
+        return RANK["offline"] if e.parameter is None else RANK["data gap"]
+    if e.kind is AlertKind.EARLY_WARNING:
+        return RANK["early warning"]
+    if e.kind in flux.SUSPECT_KINDS:
+        return RANK["suspect data"]
+    return RANK["marked"] if e.kind is AlertKind.INVALID_MARK else 0
+
+
+def expected_status(s: Scenario, stop: datetime) -> dict[str, str]:
+    ranks: dict[str, int] = defaultdict(int)
+    for e in open_at(s.events, stop).values():
+        ranks[e.stack] = max(ranks[e.stack], rank_of(e))
+    last_flags: dict[tuple[str, str], str] = {}
+    for r in s.readings:
+        if stop - timedelta(days=1) <= r.event_time < stop:
+            for name, m in r.values.items():
+                last_flags[(r.stack, name)] = m.flag.value
+    for (stack, _), flag in last_flags.items():
+        if flag != "N":
+            ranks[stack] = max(ranks[stack], RANK["marked"])
+    by_rank = {rank: name for name, rank, _ in flux.STATUSES}
+    return {stack.id: by_rank[ranks[stack.id]] for _, stack in s.registry.stacks()}
+
+
+def episodes(events: list[AlertEvent], kinds: set[AlertKind]) -> dict[str, tuple[datetime, datetime | None]]:
+    out: dict[str, tuple[datetime, datetime | None]] = {}
+    for e in events:
+        if e.kind in kinds:
+            start, end = out.get(e.alert_id, (e.start, None))
+            out[e.alert_id] = (start, e.end if e.event is AlertEventType.RESOLVED else end)
+    return out
+
+
+def panel(title: str) -> str:
+    for board in all_dashboards():
+        for p in board.panels():
+            if p.title == title:
+                return p.query
+    raise KeyError(title)
+
+
+CHECKED: set[str] = set()
+
+
+def checks(*titles: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    CHECKED.update(titles)
+    return lambda fn: fn
+
+
+# -- overview ----------------------------------------------------------------------------------------------------
+@checks("Stack status", "Stacks by status")
+def test_overview_status_matches_the_engine_mid_scenario(scenario: Scenario) -> None:
+    want = expected_status(scenario, MID)
+    # the scenario's own story at minute 150
+    assert want["jy-power-1-s1"] == "exceeding"
+    assert want["jy-cement-2-s1"] == "offline" and want["jy-steel-3-s1"] == "offline"
+    assert want["jy-steel-1-s1"] == "early warning"
+    assert want["jy-steel-2-s1"] == "marked"
+    rows = scenario.query(panel("Stack status"), stop=MID)
+    assert {r["stack"]: r["status"] for r in rows} == want
+    by_stack = {r["stack"]: r for r in rows}
+    assert by_stack["jy-cement-2-s1"]["last_seen"] == max(
+        r.event_time for r in scenario.readings if r.stack == "jy-cement-2-s1"
+    )
+    assert by_stack["jy-steel-3-s1"]["last_seen"] is None
+    assert [r["rank"] for r in rows] == sorted((r["rank"] for r in rows), reverse=True)
+    (counts,) = scenario.query(panel("Stacks by status"), stop=MID)
+    assert counts == {name: Counter(want.values())[name] for name, _, _ in flux.STATUSES}
+    assert counts["exceeding"] >= 1
+
+
+@checks("Stack status")
+def test_overview_filters_by_district(scenario: Scenario) -> None:
+    district = next(e.district for e, s in scenario.registry.stacks() if s.id == "jy-power-1-s1")
+    rows = scenario.query(panel("Stack status"), stop=MID, district=[district])
+    assert {r["stack"] for r in rows} == {s.id for e, s in scenario.registry.stacks() if e.district == district}
+    assert len(rows) < len(list(scenario.registry.stacks()))
+
+
+@checks("Attention by district", "Attention by industry")
+def test_overview_attention_counts(scenario: Scenario) -> None:
+    want = expected_status(scenario, MID)
+    for column, title in (("district", "Attention by district"), ("industry", "Attention by industry")):
+        expected: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for e, s in scenario.registry.stacks():
+            key = e.district if column == "district" else e.industry.value
+            expected[key][0] += 1
+            expected[key][1] += want[s.id] != "normal"
+        rows = scenario.query(panel(title), stop=MID)
+        assert {r[column]: [r["stacks"], r["attention"]] for r in rows} == dict(expected)
+
+
+@checks("Open alerts")
+def test_overview_open_alerts_with_age(scenario: Scenario) -> None:
+    want = open_at(scenario.events, MID)
+    rows = scenario.query(panel("Open alerts"), stop=MID)
+    assert {r["alert_id"] for r in rows} == set(want)
+    for r in rows:
+        e = want[r["alert_id"]]
+        assert r["opened"] == e.start
+        assert r["age_h"] == pytest.approx((MID - e.start).total_seconds() / 3600)
+        assert (r["kind"], r["stack"], r["last_event"]) == (e.kind.value, e.stack, e.event.value)
+    # at the end the exceedances have resolved; the silent and never-reporting stacks remain
+    end_rows = scenario.query(panel("Open alerts"), stop=END)
+    assert {r["alert_id"] for r in end_rows} == set(open_at(scenario.events, END))
+    assert {"jy-cement-2-s1", "jy-steel-3-s1"} <= {r["stack"] for r in end_rows}
+
+
+@checks("Alerts opened per hour")
+def test_overview_alerts_opened_per_hour(scenario: Scenario) -> None:
+    want: Counter[tuple[str, datetime]] = Counter()
+    for e in scenario.events:
+        if e.event is AlertEventType.OPENED:
+            hour_end = e.at.replace(minute=0, second=0) + timedelta(hours=1)  # aggregateWindow stamps the stop
+            want[(e.kind.value, hour_end if e.at.minute or e.at.second else e.at)] += 1
+    rows = scenario.query(panel("Alerts opened per hour"))
+    got = {(r["kind"], r["_time"]): r["_value"] for r in rows}
+    assert sum(got.values()) == sum(want.values()) == len([e for e in scenario.events if e.event == "opened"])
+    assert {k for k, _ in got} == {k for k, _ in want}
+
+
+# -- stack detail ------------------------------------------------------------------------------------------------
+def _hourly(s: Scenario, stack: str, parameters: set[str], field: str) -> dict[tuple[str, datetime], float]:
+    return {
+        (f"{h.parameter} {field}", h.hour_start): getattr(h, field)
+        for h in s.hourly
+        if h.stack == stack and h.parameter in parameters and getattr(h, field) is not None
+    }
+
+
+@checks("Hourly converted SO2, NOx, PM and limits", "Hourly NH3 slip, NMHC and limits")
+def test_stack_hourly_converted_and_limits_equal_the_engine(scenario: Scenario) -> None:
+    for title, stack, params in (
+        ("Hourly converted SO2, NOx, PM and limits", "jy-power-1-s1", {"so2", "nox", "pm"}),
+        ("Hourly NH3 slip, NMHC and limits", "jy-power-2-s1", {"nh3"}),
+        ("Hourly NH3 slip, NMHC and limits", "jy-chem-1-s1", {"nmhc"}),
+    ):
+        rows = scenario.query(panel(title), stack=stack)
+        got = {(r["series"], r["_time"]): r["_value"] for r in rows}
+        want = {**_hourly(scenario, stack, params, "converted"), **_hourly(scenario, stack, params, "limit")}
+        assert got.keys() == want.keys(), title
+        assert all(got[k] == pytest.approx(v) for k, v in want.items())
+    # the exceedance hour of the scenario shows above its limit line
+    rows = scenario.query(panel("Hourly converted SO2, NOx, PM and limits"), stack="jy-power-1-s1")
+    so2 = {r["_time"]: r["_value"] for r in rows if r["series"] == "so2 converted"}
+    limit = {r["_time"]: r["_value"] for r in rows if r["series"] == "so2 limit"}
+    assert so2[T0 + timedelta(hours=1)] > limit[T0 + timedelta(hours=1)]
+
+
+@checks("Raw concentrations", "Raw NH3 and NMHC", "O2 and humidity", "Flow", "Temperature")
+def test_stack_minute_series_are_the_readings(scenario: Scenario) -> None:
+    cases = (
+        ("Raw concentrations", ("so2", "nox", "pm")),
+        ("Raw NH3 and NMHC", ("nh3",)),
+        ("O2 and humidity", ("o2", "humidity")),
+        ("Flow", ("flow",)),
+        ("Temperature", ("temperature",)),
+    )
+    for title, fields in cases:
+        rows = scenario.query(panel(title), stack="jy-power-2-s1")
+        for name in fields:
+            want = sorted(r.values[name].value for r in scenario.readings if r.stack == "jy-power-2-s1")
+            got = sorted(r["_value"] for r in rows if r["_field"] == name)
+            assert got == pytest.approx(want), (title, name)
+
+
+@checks("Data flags")
+def test_stack_flags_show_the_over_range_mark(scenario: Scenario) -> None:
+    rows = scenario.query(panel("Data flags"), stack="jy-steel-2-s1")
+    t_minutes = [r for r in rows if r["_field"] == "so2_flag" and r["_value"] == "T"]
+    want = [r for r in scenario.readings if r.stack == "jy-steel-2-s1" and r.values["so2"].flag.value == "T"]
+    assert len(t_minutes) == len(want) == 180
+
+
+@checks("Valid minutes per hour")
+def test_stack_valid_minutes_equal_the_engine(scenario: Scenario) -> None:
+    rows = scenario.query(panel("Valid minutes per hour"), stack="jy-steel-2-s1")
+    got = {(r["parameter"], r["_time"]): r["_value"] for r in rows}
+    want = {(h.parameter, h.hour_start): h.valid_minutes for h in scenario.hourly if h.stack == "jy-steel-2-s1"}
+    assert got == want
+    assert min(v for (p, _), v in got.items() if p == "so2") == 0  # the marked hours
+
+
+@checks("Alerts on this stack")
+def test_stack_alert_events(scenario: Scenario) -> None:
+    rows = scenario.query(panel("Alerts on this stack"), stack="jy-power-1-s1")
+    got = sorted((r["_time"], r["event"], r["kind"], r["alert_id"]) for r in rows)
+    want = sorted(
+        (e.at, e.event.value, e.kind.value, e.alert_id) for e in scenario.events if e.stack == "jy-power-1-s1"
+    )
+    assert got == want
+    assert ("exceedance", "opened") in {(k, ev) for _, ev, k, _ in got}
+
+
+def test_stack_alert_annotations(scenario: Scenario) -> None:
+    (board,) = [b for b in all_dashboards() if b.uid == "cems-stack"]
+    (annotation,) = board.annotations
+    rows = scenario.query(annotation.query, stack="jy-power-1-s1")
+    want = sorted(e.at for e in scenario.events if e.stack == "jy-power-1-s1" and e.event in ("opened", "resolved"))
+    assert sorted(r["time"] for r in rows) == want
+    assert any(r["text"].startswith("opened exceedance: so2 hourly average") for r in rows)
+
+
+# -- compliance --------------------------------------------------------------------------------------------------
+@checks("Exceeding hours by stack and day")
+def test_compliance_exceeding_hours_by_day(scenario: Scenario) -> None:
+    want: Counter[tuple[str, str, str]] = Counter()
+    for h in scenario.hourly:
+        if h.exceeds:
+            day = (h.hour_start + timedelta(hours=8)).date().isoformat()  # Beijing time
+            want[(day, h.stack, h.parameter)] += 1
+    rows = scenario.query(panel("Exceeding hours by stack and day"))
+    assert {(r["day"], r["stack"], r["parameter"]): r["hours"] for r in rows} == dict(want)
+    assert ("2026-01-05", "jy-power-1-s1", "so2") in want
+
+
+@checks("Compliance rate by stack and month")
+def test_compliance_rate_by_month(scenario: Scenario) -> None:
+    judged: dict[str, set[datetime]] = defaultdict(set)
+    exceeding: dict[str, set[datetime]] = defaultdict(set)
+    for h in scenario.hourly:
+        if h.status.value == "valid":
+            judged[h.stack].add(h.hour_start)
+            if h.exceeds:
+                exceeding[h.stack].add(h.hour_start)
+    rows = scenario.query(panel("Compliance rate by stack and month"))
+    got = {r["stack"]: (r["month"], r["hours"], r["exceeding_hours"], round(r["compliant_pct"], 6)) for r in rows}
+    want = {
+        stack: (
+            "2026-01",
+            len(hours),
+            len(exceeding[stack]),
+            round(100 * (len(hours) - len(exceeding[stack])) / len(hours), 6),
+        )
+        for stack, hours in judged.items()
+    }
+    assert got == want
+    steel = {r["stack"]: r for r in rows if r["industry"].startswith("steel")}
+    assert steel["jy-steel-1-s1"]["required_pct"] == 95.0 and steel["jy-steel-1-s1"]["meets"] is False
+
+
+@checks("Enterprise ranking: exceeding hours")
+def test_compliance_enterprise_ranking(scenario: Scenario) -> None:
+    want = Counter(h.enterprise for h in scenario.hourly if h.exceeds)
+    rows = scenario.query(panel("Enterprise ranking: exceeding hours"))
+    assert {r["enterprise"]: r["exceeding_hours"] for r in rows} == dict(want)
+    assert [r["exceeding_hours"] for r in rows] == sorted(want.values(), reverse=True)
+
+
+@checks("Emissions by enterprise", "Emissions in the time range")
+def test_compliance_emissions(scenario: Scenario) -> None:
+    rate: dict[tuple[str, str, datetime], float] = defaultdict(float)
+    for h in scenario.hourly:
+        if h.emission_kg_h is not None:
+            rate[(h.enterprise, h.parameter, h.hour_start)] += h.emission_kg_h
+    rows = scenario.query(panel("Emissions by enterprise"))
+    got = {(r["enterprise"], r["parameter"], r["_time"]): r["_value"] for r in rows}
+    assert got == pytest.approx(dict(rate))
+    total: dict[tuple[str, str], float] = defaultdict(float)
+    for (enterprise, parameter, _), v in rate.items():
+        total[(enterprise, parameter)] += v
+    rows = scenario.query(panel("Emissions in the time range"))
+    assert {(r["enterprise"], r["parameter"]): r["kg"] for r in rows} == pytest.approx(dict(total))
+    assert rows[0]["kg"] == max(total.values())
+
+
+# -- data quality --------------------------------------------------------------------------------------------------
+def _episode_rows(s: Scenario, title: str) -> dict[str, tuple[datetime, datetime | None]]:
+    return {r["alert_id"]: (r["start"], r["end"]) for r in s.query(panel(title))}
+
+
+@checks("Data gaps")
+def test_data_gap_episodes(scenario: Scenario) -> None:
+    got = _episode_rows(scenario, "Data gaps")
+    assert got == episodes(scenario.events, {AlertKind.DATA_GAP})
+    rows = {r["stack"]: r for r in scenario.query(panel("Data gaps"))}
+    assert rows["jy-steel-3-s1"]["end"] is None and "since monitoring started" in rows["jy-steel-3-s1"]["reason"]
+    assert rows["jy-cement-2-s1"]["minutes"] == (END - rows["jy-cement-2-s1"]["start"]).total_seconds() // 60
+
+
+@checks("Falsification signs")
+def test_falsification_sign_episodes(scenario: Scenario) -> None:
+    kinds = {AlertKind.FLATLINE, AlertKind.ZS_MISMATCH, AlertKind.LIMIT_HUGGING, AlertKind.INVALID_MARK}
+    got = _episode_rows(scenario, "Falsification signs")
+    assert got == episodes(scenario.events, kinds)
+    kinds_seen = {r["kind"] for r in scenario.query(panel("Falsification signs"))}
+    assert {"flatline", "zs_mismatch", "invalid_mark"} <= kinds_seen
+
+
+@checks("Invalid-mark minutes")
+def test_invalid_mark_minutes(scenario: Scenario) -> None:
+    want: Counter[tuple[str, str, str]] = Counter()
+    for h in scenario.hourly:
+        for flag, minutes in h.flag_minutes.items():
+            want[(h.stack, h.parameter, flag)] += minutes
+    rows = scenario.query(panel("Invalid-mark minutes"))
+    assert {(r["stack"], r["parameter"], r["flag"]): r["minutes"] for r in rows} == {k: v for k, v in want.items() if v}
+    assert want[("jy-steel-2-s1", "so2", "T")] == 180 and want[("jy-coke-2-s1", "nox", "C")] == 30
+
+
+@checks("Valid hours")
+def test_valid_hours(scenario: Scenario) -> None:
+    want: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for h in scenario.hourly:
+        want[(h.stack, h.parameter)][0] += 1
+        want[(h.stack, h.parameter)][1] += h.status.value == "valid"
+    rows = scenario.query(panel("Valid hours"))
+    assert {(r["stack"], r["parameter"]): [r["hours"], r["valid_hours"]] for r in rows} == dict(want)
+    assert rows[0]["valid_pct"] < 100  # worst first: the marked SO2 of jy-steel-2-s1
+
+
+# -- bypass ----------------------------------------------------------------------------------------------------
+@checks("Bypass episodes")
+def test_bypass_episodes_with_their_signals(scenario: Scenario) -> None:
+    bypass = [e for e in scenario.events if e.kind is AlertKind.BYPASS]
+    rows = scenario.query(panel("Bypass episodes"))
+    assert {r["alert_id"]: (r["start"], r["end"]) for r in rows} == episodes(bypass, {AlertKind.BYPASS})
+    latest = {e.alert_id: e for e in bypass if e.event is not AlertEventType.RESOLVED}
+    for r in rows:
+        e = latest[r["alert_id"]]
+        assert r["confidence"] == e.evidence["confidence"]
+        assert r["signals"] == ", ".join(e.evidence["signals"])
+    by_stack = {r["stack"]: r for r in rows}
+    assert by_stack["jy-coke-1-s1"]["signals"] == "damper_open" and by_stack["jy-coke-1-s1"]["minutes"] == 20
+    assert by_stack["jy-power-1-s2"]["confidence"] < 0.9  # no damper signal: inferred
+
+
+@checks("Bypass instruments")
+def test_bypass_instruments(scenario: Scenario) -> None:
+    rows = scenario.query(panel("Bypass instruments"))
+    got = sorted((r["stack"], r["_field"], r["_value"]) for r in rows)
+    want = sorted(
+        (r.stack, name, m.value)
+        for r in scenario.readings
+        for name, m in r.values.items()
+        if name in ("bypass_damper", "bypass_flow", "bypass_temperature")
+    )
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    assert [g[2] for g in got] == pytest.approx([w[2] for w in want])
+    assert max(v for s, f, v in got if s == "jy-coke-1-s1" and f == "bypass_damper") >= 10
+
+
+# -- variables and coverage ------------------------------------------------------------------------------------
+def test_variables_list_the_fleet(scenario: Scenario) -> None:
+    stacks = list(scenario.registry.stacks())
+    want = {
+        "district": {e.district for e, _ in stacks},
+        "industry": {e.industry.value for e, _ in stacks},
+        "enterprise": {e.id for e, _ in stacks},
+        "stack": {s.id for _, s in stacks},
+    }
+    for board in all_dashboards():
+        for variable in board.variables:
+            if variable.query is None:
+                continue
+            rows = scenario.query(variable.query)
+            assert {r["_value"] for r in rows} == want[variable.name], (board.uid, variable.name)
+
+
+def test_every_panel_is_checked() -> None:
+    titles = {p.title for b in all_dashboards() for p in b.panels()}
+    assert titles - CHECKED == set(), "panels without a query check"
+    assert CHECKED - titles == set(), "checks of panels that no longer exist"

@@ -1,0 +1,111 @@
+"""The dashboards as code: committed JSON is what the code generates, the layout is sound,
+every query uses only variables its board defines, and Grafana's interpolation is reproduced."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dashboards.boards import all_dashboards
+from dashboards.generate import JSON_DIR, render_all, stale
+from dashboards.grafana import ALL, Range, go_duration, interpolate_variables, render
+from dashboards.model import DATASOURCE, GRID_WIDTH
+
+REPO = Path(__file__).resolve().parents[2]
+BOARDS = {f"{b.uid}.json": json.loads(text) for b, text in zip(all_dashboards(), render_all().values(), strict=True)}
+
+
+def test_committed_json_is_what_the_code_generates() -> None:
+    assert stale() == [], "run: python -m dashboards.generate"
+
+
+def test_stale_names_a_changed_file(tmp_path: Path) -> None:
+    for name, text in render_all().items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert stale(tmp_path) == []
+    first = sorted(render_all())[0]
+    (tmp_path / first).write_text("{}", encoding="utf-8")
+    (tmp_path / "old-board.json").write_text("{}", encoding="utf-8")
+    assert stale(tmp_path) == [first, "old-board.json"]
+
+
+def test_the_five_boards() -> None:
+    titles = {doc["title"] for doc in BOARDS.values()}
+    assert titles == {"Monitoring centre overview", "Stack detail", "Compliance", "Data quality", "Bypass watch"}
+    assert len({doc["uid"] for doc in BOARDS.values()}) == 5
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_layout_and_datasource(name: str) -> None:
+    doc = BOARDS[name]
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in doc["panels"]:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= GRID_WIDTH, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not (mine & cells), f"{p['title']} overlaps another panel"
+        cells |= mine
+        if p["type"] != "row":
+            assert p["datasource"] == DATASOURCE
+            assert p["description"]
+            (target,) = p["targets"]
+            assert target["datasource"] == DATASOURCE and target["query"].strip()
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_queries_use_only_the_boards_variables(name: str) -> None:
+    doc = BOARDS[name]
+    defined = {v["name"] for v in doc["templating"]["list"]}
+    texts = [t["query"] for p in doc["panels"] for t in p.get("targets", [])]
+    texts += [v["query"] for v in doc["templating"]["list"] if v["type"] == "query"]
+    texts += [a["target"]["query"] for a in doc["annotations"]["list"] if "target" in a]
+    used = {m for text in texts for m in re.findall(r"\$\{(\w+)", text)}
+    assert used <= defined, used - defined
+    for text in texts:
+        assert 'from(bucket: "' not in text, "the bucket comes from the datasource (v.defaultBucket)"
+
+
+def test_provisioned_datasource_is_the_one_panels_use() -> None:
+    doc = yaml.safe_load((REPO / "dashboards/provisioning/datasources/influxdb.yaml").read_text(encoding="utf-8"))
+    (ds,) = doc["datasources"]
+    assert (ds["uid"], ds["type"], ds["jsonData"]["version"]) == (DATASOURCE["uid"], DATASOURCE["type"], "Flux")
+    provider = yaml.safe_load((REPO / "dashboards/provisioning/dashboards/cems.yaml").read_text(encoding="utf-8"))
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/cems"
+    assert JSON_DIR == REPO / "dashboards/json"
+
+
+def test_variable_interpolation_like_grafana() -> None:
+    values = {"ns": "cems", "district": ["济水街道", "a.b"], "industry": ALL, "stack": "jy-1"}
+    text = 'r.ns == "${ns}" and r.d =~ /^${district:regex}$/ and r.i =~ /^${industry:regex}$/ and r.s == "$stack"'
+    out = interpolate_variables(text, values, {"industry": ".*"})
+    assert out == 'r.ns == "cems" and r.d =~ /^(济水街道|a\\.b)$/ and r.i =~ /^.*$/ and r.s == "jy-1"'
+    assert interpolate_variables("${stack:regex}", {"stack": "a/b"}) == "a\\/b"
+    with pytest.raises(KeyError, match="enterprise"):
+        interpolate_variables("${enterprise}", values)
+
+
+def test_macros_like_grafana() -> None:
+    rng = Range(datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 5, 6, 30, tzinfo=UTC), timedelta(minutes=1))
+    out = render(
+        "range(start: v.timeRangeStart, stop: v.timeRangeStop) every: v.windowPeriod from(bucket: v.defaultBucket)",
+        rng,
+        {},
+        bucket="cems",
+        org="cems",
+    )
+    assert out == 'range(start: 2026-01-05T00:00:00Z, stop: 2026-01-05T06:30:00Z) every: 1m0s from(bucket: "cems")'
+    assert [go_duration(timedelta(seconds=s)) for s in (0.5, 20, 60, 90, 3600, 5400)] == [
+        "500ms",
+        "20s",
+        "1m0s",
+        "1m30s",
+        "1h0m0s",
+        "1h30m0s",
+    ]
