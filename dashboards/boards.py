@@ -153,6 +153,21 @@ def _limit_lines() -> list[dict[str, object]]:
     ]
 
 
+def _attention(where: str, column: str) -> Panel:
+    return _table(
+        f"Attention by {column}",
+        flux.attention_by(where, column),
+        f"Stacks per {column} and how many of them are not normal.",
+        overrides=[
+            column_override(
+                "attention", **{"custom.cellOptions": {"type": "color-background"}, "thresholds": STATUS_THRESHOLDS}
+            )
+        ],
+        width=5,
+        height=7,
+    )
+
+
 # -- overview ------------------------------------------------------------------------------------
 def overview() -> Dashboard:
     where = flux.fleet(enterprise=False)
@@ -192,32 +207,8 @@ def overview() -> Dashboard:
                 width=14,
                 height=14,
             ),
-            _table(
-                "Attention by district",
-                flux.attention_by(where, "district"),
-                "Stacks per district and how many of them are not normal.",
-                overrides=[
-                    column_override(
-                        "attention",
-                        **{"custom.cellOptions": {"type": "color-background"}, "thresholds": STATUS_THRESHOLDS},
-                    )
-                ],
-                width=5,
-                height=7,
-            ),
-            _table(
-                "Attention by industry",
-                flux.attention_by(where, "industry"),
-                "Stacks per industry and how many of them are not normal.",
-                overrides=[
-                    column_override(
-                        "attention",
-                        **{"custom.cellOptions": {"type": "color-background"}, "thresholds": STATUS_THRESHOLDS},
-                    )
-                ],
-                width=5,
-                height=7,
-            ),
+            _attention(where, "district"),
+            _attention(where, "industry"),
             _table(
                 "Open alerts",
                 flux.open_alerts(flux.fleet(enterprise=False)),
