@@ -109,3 +109,37 @@ def test_macros_like_grafana() -> None:
         "1h0m0s",
         "1h30m0s",
     ]
+
+
+# keys Grafana writes and reads that the schema models leave out
+SCHEMA_GAPS = {"definition", "builtIn", "refId", "query"}
+
+
+def _dropped(ours: object, back: object, path: str = "") -> list[str]:
+    if isinstance(ours, dict) and isinstance(back, dict):
+        out = []
+        for key, value in ours.items():
+            if key not in back:
+                out.append(f"{path}/{key}")
+            else:
+                out += _dropped(value, back[key], f"{path}/{key}")
+        return out
+    if isinstance(ours, list) and isinstance(back, list):
+        return [d for i, (a, b) in enumerate(zip(ours, back, strict=False)) for d in _dropped(a, b, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_json_follows_grafanas_dashboard_schema(name: str) -> None:
+    """Read into Grafana's schema models (dashboard, panels, per-type options and field config)
+    and written back, nothing of ours is lost: no misspelt or unknown key."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()
+    doc = BOARDS[name]
+    back = json.loads(json.dumps(Dashboard.from_json(doc), cls=JSONEncoder))
+    lost = [path for path in _dropped(doc, back) if path.rsplit("/", 1)[-1] not in SCHEMA_GAPS]
+    assert lost == []
+    assert len(back["panels"]) == len(doc["panels"])
