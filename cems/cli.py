@@ -20,6 +20,8 @@ contracts_app = typer.Typer(help="Wire contracts: JSON Schemas for device vendor
 app.add_typer(contracts_app, name="contracts")
 topics_app = typer.Typer(help="The project's Kafka topics (the broker does not create topics by itself).")
 app.add_typer(topics_app, name="topics")
+dashboards_app = typer.Typer(help="Grafana dashboards generated from code (dashboards/), and their queries.")
+app.add_typer(dashboards_app, name="dashboards")
 
 console = Console()
 err = Console(stderr=True)
@@ -460,6 +462,73 @@ def replay(
             raise _fail(InfrastructureError(f"writing to InfluxDB at {settings.influx_url} failed: {exc}")) from exc
         bucket, ns = settings.influxdb_bucket, settings.topic_namespace
         err.print(f"influxdb: wrote {written:,} points to bucket {bucket!r} (ns={ns})")
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(
+    check: Annotated[
+        bool, typer.Option(help="only check that dashboards/json matches the code; exit 1 if not")
+    ] = False,
+) -> None:
+    """Write the dashboards' JSON into dashboards/json/ (Grafana provisions that folder)."""
+    from dashboards.generate import JSON_DIR, stale, write
+
+    if check:
+        problems = stale()
+        for name in problems:
+            err.print(f"{JSON_DIR / name}: differs from the generated dashboard; run cems dashboards generate")
+        raise typer.Exit(1 if problems else 0)
+    for path in write():
+        console.print(f"wrote {path}")
+
+
+@dashboards_app.command("verify")
+def dashboards_verify(
+    hours: Annotated[float, typer.Option(help="time range: the last HOURS (ignored with --start)")] = 6.0,
+    start: Annotated[str | None, typer.Option(help="range start, ISO 8601 with time zone")] = None,
+    stop: Annotated[str | None, typer.Option(help="range end, ISO 8601 with time zone (default now)")] = None,
+    stack: Annotated[str, typer.Option(help="the Stack variable of the stack detail board")] = "jy-power-1-s1",
+    namespace: Annotated[str | None, typer.Option(help="the ns tag (default: CEMS_TOPIC_NAMESPACE or cems)")] = None,
+) -> None:
+    """Run every panel, variable and annotation query of every dashboard against InfluxDB, as
+    Grafana would send it (variables "All", a one-minute interval), and show the rows each
+    returns. Exit 1 if any query fails.
+
+    Example: cems dashboards verify --start 2026-01-05T00:00:00+00:00 --stop 2026-01-05T04:00:00+00:00
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from influxdb_client import InfluxDBClient
+
+    from dashboards.grafana import Range
+    from dashboards.verify import default_values, run_all
+    from streams.settings import StreamSettings
+
+    def when(text: str, option: str) -> datetime:
+        t = datetime.fromisoformat(text)
+        if t.tzinfo is None:
+            raise typer.BadParameter("give a time zone, e.g. 2026-03-02T08:00:00+08:00", param_hint=option)
+        return t
+
+    ns_override: dict[str, Any] = {"topic_namespace": namespace} if namespace else {}
+    settings = StreamSettings(**ns_override)
+    end = when(stop, "--stop") if stop else datetime.now(UTC)
+    begin = when(start, "--start") if start else end - timedelta(hours=hours)
+    with InfluxDBClient(url=settings.influx_url, token=_influx_token(settings), org=settings.influxdb_org) as client:
+        results = run_all(
+            client, Range(begin, end), default_values(settings.topic_namespace, stack),
+            bucket=settings.influxdb_bucket, org=settings.influxdb_org,
+        )  # fmt: skip
+    table = Table(title=f"dashboard queries, {begin.isoformat()} to {end.isoformat()}, ns={settings.topic_namespace}")
+    for col in ("board", "query", "rows", "error"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.board, r.item, str(r.rows), f"[red]{r.error}[/]" if r.error else "")
+    console.print(table)
+    failed = [r for r in results if r.error]
+    if failed:
+        err.print(f"{len(failed)} of {len(results)} queries failed")
+        raise typer.Exit(1)
 
 
 def _influx_token(settings: Any) -> str:

@@ -1,5 +1,5 @@
 """The monitoring centre's dashboards: overview, stack detail, compliance, data quality and
-bypass watch. `python -m dashboards.generate` (or `cems dashboards generate`) writes them to
+bypass watch. `cems dashboards generate` writes them to
 dashboards/json/, which Grafana provisions."""
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Write the dashboards' JSON into dashboards/json/ (Grafana provisions that folder), or check
-that the committed files are what the code generates.
-
-    python -m dashboards.generate            # write
-    python -m dashboards.generate --check    # exit 1 and name the stale files if they differ
-"""
+that the committed files are what the code generates: `cems dashboards generate [--check]`."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from .boards import all_dashboards
@@ -44,19 +39,3 @@ def write(folder: Path = JSON_DIR) -> list[Path]:
         (folder / name).write_text(text, encoding="utf-8")
         paths.append(folder / name)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if "--check" in args:
-        problems = stale()
-        for name in problems:
-            print(f"{JSON_DIR / name}: differs from the generated dashboard; run python -m dashboards.generate")
-        return 1 if problems else 0
-    for path in write():
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

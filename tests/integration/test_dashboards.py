@@ -477,6 +477,19 @@ def test_variables_list_the_fleet(scenario: Scenario) -> None:
             assert {r["_value"] for r in rows} == want[variable.name], (board.uid, variable.name)
 
 
+def test_cems_dashboards_verify_runs_every_query(scenario: Scenario) -> None:
+    result = CliRunner().invoke(
+        app, ["dashboards", "verify", "--namespace", scenario.ns, "--stack", "jy-power-1-s1",
+              "--start", (T0 - timedelta(hours=1)).isoformat(), "--stop", END.isoformat()],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    queries = sum(len(b.panels()) + len([v for v in b.variables if v.query]) + len(b.annotations)
+                  for b in all_dashboards())  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.startswith("│ cems-")]
+    assert len(lines) == queries
+    assert "failed" not in result.output
+
+
 def test_every_panel_is_checked() -> None:
     titles = {p.title for b in all_dashboards() for p in b.panels()}
     assert titles - CHECKED == set(), "panels without a query check"

@@ -21,7 +21,7 @@ BOARDS = {f"{b.uid}.json": json.loads(text) for b, text in zip(all_dashboards(),
 
 
 def test_committed_json_is_what_the_code_generates() -> None:
-    assert stale() == [], "run: python -m dashboards.generate"
+    assert stale() == [], "run: cems dashboards generate"
 
 
 def test_stale_names_a_changed_file(tmp_path: Path) -> None:
