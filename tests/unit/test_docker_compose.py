@@ -80,3 +80,14 @@ def test_grafana_provisioning_points_at_influxdb_with_flux() -> None:
     assert source["type"] == "influxdb"
     assert source["jsonData"]["version"] == "Flux"
     assert source["jsonData"]["defaultBucket"] == "cems"
+
+
+def test_grafana_serves_the_generated_dashboards() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    grafana = compose["services"]["grafana"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    json_dir = REPO_ROOT / mounts["/var/lib/grafana/dashboards/cems"]
+    assert json_dir == REPO_ROOT / "dashboards/json"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (json_dir / Path(home).name).is_file()
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
