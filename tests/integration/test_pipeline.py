@@ -25,6 +25,8 @@ from cems.infra.settings import InfraSettings
 from contracts.reading import Reading
 from contracts.registry import SAMPLE_REGISTRY, load_registry
 from contracts.topics import topics
+from dashboards.boards import overview
+from dashboards.grafana import ALL, Range, render
 from rules.replay import ReplayDriver
 from streams.engine import load_engine
 
@@ -217,5 +219,16 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
             if got == expected_ids:
                 break
             time.sleep(1)
+        # 5. the monitoring centre's overview reads what the sink wrote: at minute 150 the
+        # exceedance of hour 1 is open, the bypass has resolved and the silent stack is offline
+        status_query = next(p.query for p in overview().panels() if p.title == "Stack status")
+        text = render(
+            status_query, Range(t0, t0 + timedelta(minutes=150)),
+            {"ns": ns, "district": ALL, "industry": ALL}, bucket=infra.influxdb_bucket, org=infra.influxdb_org,
+            all_values={"district": ".*", "industry": ".*"},
+        )  # fmt: skip
+        rows = [rec.values for table in client.query_api().query(text) for rec in table.records]
+        status = {row["stack"]: row["status"] for row in rows}
     sink.stop()
     assert got == expected_ids, sink.tail()
+    assert status == {EXCEEDING: "exceeding", BYPASSING: "normal", SILENT: "offline"}
