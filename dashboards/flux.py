@@ -4,7 +4,7 @@ Conventions: ``${ns}`` is the hidden namespace variable (``cems`` in production)
 filters are regular expressions over the ``district``, ``industry`` and ``enterprise`` tags
 (Grafana's ``:regex`` format, "All" = ``.*``); days and months are Beijing time. "Now" on a
 dashboard is the end of its time range (``v.timeRangeStop``), so a past range shows the fleet
-as it was then.
+as it was then. Day and month labels are the local date of the local midnight (UTC + 8 h).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 from contracts.alerts import AlertKind
 
 BUCKET = "v.defaultBucket"
-TZ = 'timezone.location(name: "Asia/Shanghai")'
+# Beijing time has no daylight saving: a fixed offset needs no time zone database in InfluxDB
+UTC_OFFSET = "8h"
+TZ = f"timezone.fixed(offset: {UTC_OFFSET})"
 STATUS_LOOKBACK = "30d"  # open alerts older than this are not shown as a stack's status
 
 # a stack's status: the worst open condition, then flags, then normal (rank: higher is worse)
@@ -286,7 +288,8 @@ from(bucket: {BUCKET})
   |> group(columns: ["day", "stack", "enterprise", "parameter"])
   |> sum(column: "hours")
   |> group()
-  |> map(fn: (r) => ({{r with day: strings.substring(v: string(v: date.add(d: 8h, to: r.day)), start: 0, end: 10)}}))
+  |> map(fn: (r) => ({{r with
+      day: strings.substring(v: string(v: date.add(d: {UTC_OFFSET}, to: r.day)), start: 0, end: 10)}}))
   |> sort(columns: ["day", "stack", "parameter"])
 """
 
@@ -312,7 +315,7 @@ from(bucket: {BUCKET})
           exceeding_hours: accumulator.exceeding_hours + r.exceeding}}))
   |> group()
   |> map(fn: (r) => ({{r with
-      month: strings.substring(v: string(v: date.add(d: 8h, to: r.month)), start: 0, end: 7),
+      month: strings.substring(v: string(v: date.add(d: {UTC_OFFSET}, to: r.month)), start: 0, end: 7),
       compliant_pct: 100.0 * float(v: r.hours - r.exceeding_hours) / float(v: r.hours),
       required_pct: if strings.hasPrefix(v: r.industry, prefix: "steel") then 95.0 else 100.0}}))
   |> map(fn: (r) => ({{r with meets: r.compliant_pct >= r.required_pct}}))

@@ -334,6 +334,34 @@ def test_compliance_exceeding_hours_by_day(scenario: Scenario) -> None:
     assert ("2026-01-05", "jy-power-1-s1", "so2") in want
 
 
+@checks("Exceeding hours by stack and day", "Compliance rate by stack and month")
+def test_days_and_months_are_beijing_time(scenario: Scenario) -> None:
+    """Hours starting 15:00 and 16:00 UTC on 31 January are 23:00 on the 31st and 00:00 on
+    1 February in Beijing: two days, two months."""
+    import uuid
+
+    from influxdb_client import Point, WritePrecision
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    ns = f"tz{uuid.uuid4().hex[:8]}"
+    points = [
+        Point("hourly").tag("ns", ns).tag("enterprise", "jy-steel-1").tag("stack", "jy-steel-1-s1")
+        .tag("district", "d").tag("industry", "steel_sinter").tag("parameter", "so2").tag("status", "valid")
+        .field("exceeds", True).time(datetime(2026, 1, 31, hour, tzinfo=UTC), WritePrecision.S)
+        for hour in (15, 16)
+    ]  # fmt: skip
+    scenario.client.write_api(write_options=SYNCHRONOUS).write(bucket=scenario.bucket, record=points)
+    tz = Scenario(ns, scenario.registry, [], [], [], scenario.client, scenario.bucket, scenario.org)
+    stop = datetime(2026, 2, 2, tzinfo=UTC)
+    days = tz.query(panel("Exceeding hours by stack and day"), stop=stop)
+    assert sorted((r["day"], r["hours"]) for r in days) == [("2026-01-31", 1), ("2026-02-01", 1)]
+    months = tz.query(panel("Compliance rate by stack and month"), stop=stop)
+    assert sorted((r["month"], r["hours"], r["exceeding_hours"]) for r in months) == [
+        ("2026-01", 1, 1),
+        ("2026-02", 1, 1),
+    ]
+
+
 @checks("Compliance rate by stack and month")
 def test_compliance_rate_by_month(scenario: Scenario) -> None:
     judged: dict[str, set[datetime]] = defaultdict(set)
