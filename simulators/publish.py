@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
@@ -72,25 +72,59 @@ class _AckCounter(PersistentStorage):  # type: ignore[misc]  # gmqtt has no type
         self.counters.errors += lost
 
 
+class _Batch:
+    """Stands in for a connection's asyncio transport: collects the PUBLISH packets of a batch
+    and writes them with one ``write`` (one system call for hundreds of packets, not one each)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def flush(self) -> None:
+        if self.parts:
+            data = b"".join(self.parts)
+            self.parts.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 @dataclass
 class _Connection:
     client: gmqtt.Client
     acks: _AckCounter
     sent: int = 0
+    batch: _Batch | None = None
 
     @property
     def pending(self) -> int:
         return self.sent - self.acks.done
+
+    def flush(self) -> None:
+        """Write the batch, and batch the next one: gmqtt 0.8 writes each PUBLISH through its
+        protocol's ``_transport``, which a reconnect replaces; without it, packets go one by one."""
+        if self.batch is not None:
+            self.batch.flush()
+        protocol: Any = getattr(getattr(self.client, "_connection", None), "_protocol", None)
+        transport = getattr(protocol, "_transport", None)
+        if isinstance(transport, asyncio.Transport):
+            self.batch = _Batch(transport)
+            protocol._transport = self.batch
 
 
 class MqttSink:
     """One asyncio MQTT client (gmqtt, MQTT 3.1.1) per enterprise account; QoS 1; PUBACKs
     counted as ``acked``.
 
-    ``send`` hands the PUBLISH to the connection's transport and returns: nothing waits for
-    an acknowledgement. ``flush`` (between batches) lets the event loop read acknowledgements,
-    and holds the sender while a connection has more than ``window`` unacknowledged messages
-    (MQTT packet identifiers run out at 65,535).
+    ``send`` adds the PUBLISH to its connection's batch and returns: nothing waits for an
+    acknowledgement. ``flush`` (between batches) writes each connection's batch at once, lets
+    the event loop read acknowledgements, and holds the sender while a connection has more
+    than ``window`` unacknowledged messages (MQTT packet identifiers run out at 65,535).
     """
 
     def __init__(
@@ -120,7 +154,8 @@ class MqttSink:
         client.set_auth_credentials(account, self.passwords(account))
         client.on_disconnect = self._disconnected
         await client.connect(self.host, self.port, keepalive=60, version=MQTTv311)
-        self.connections[account] = _Connection(client, acks)
+        conn = self.connections[account] = _Connection(client, acks)
+        conn.flush()
 
     def _disconnected(self, client: gmqtt.Client, packet: object, exc: BaseException | None = None) -> None:
         if not self._closing:
@@ -139,11 +174,15 @@ class MqttSink:
         self.counters.sent += 1
 
     async def flush(self) -> None:
+        for conn in self.connections.values():
+            conn.flush()
         await asyncio.sleep(0)
         while any(c.pending > self.window for c in self.connections.values()):
             await asyncio.sleep(0.001)
 
     async def aclose(self, timeout_s: float = 60) -> None:
+        for conn in self.connections.values():
+            conn.flush()
         deadline = time.monotonic() + timeout_s
         while any(c.pending for c in self.connections.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -252,6 +291,13 @@ async def _run(
     batch: int,
 ) -> None:
     async_sinks = [s for s in sinks if isinstance(s, AsyncSink)]
+
+    async def flush() -> None:
+        for a in async_sinks:
+            await a.flush()
+        if not async_sinks:
+            await asyncio.sleep(0)
+
     await asyncio.gather(*(s.open(e.id for e, _, _ in fleet.devices) for s in async_sinks))
     wall_start = time.time()
     last_report, last_sent = time.monotonic(), counters.sent
@@ -271,10 +317,8 @@ async def _run(
                     sink.send(msg)
                 n += 1
                 if n % batch == 0:
-                    for a in async_sinks:
-                        await a.flush()
-                    if not async_sinks:
-                        await asyncio.sleep(0)
+                    await flush()
+            await flush()  # the step's last, partial batch
             now = time.monotonic()
             if progress is not None and now - last_report >= progress_every_s:
                 rate = (counters.sent - last_sent) / (now - last_report)
