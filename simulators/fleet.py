@@ -7,20 +7,16 @@ the scenario's faults applied: silence, clock skew, duplicates, malformed packet
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts.hj212 import encode_packet
-from contracts.hj212_data import PacketValue, data_packet
-from contracts.parameters import PARAMETERS, Unit
-from contracts.reading import DataKind
 from contracts.registry import Device, Enterprise, Registry, Stack
 from rules.config import StackProfile
 
-from .models import Sample, StackModel
+from .models import Overrides, Sample, StackModel
 from .scenarios import Scenario
+from .wire import EventTime, Hj212Encoder, JsonEncoder
 
 
 @dataclass(frozen=True)
@@ -38,20 +34,6 @@ class Message:
     def topic(self) -> str:
         channel = "reading" if self.protocol == "json" else "hj212"
         return f"cems/v1/{self.enterprise}/{self.stack}/{channel}"
-
-
-def from_canonical(name: str, value: float, unit: Unit) -> float:
-    """The inverse of the gateway's normalisation: what a device in ``unit`` reports."""
-    param = PARAMETERS[name]
-    if unit == param.unit:
-        return value
-    if unit == Unit.PPM and param.molar_mass_g_mol:
-        return value * 22.4 / param.molar_mass_g_mol
-    if unit == Unit.M3_H:
-        return value * 3600
-    if unit == Unit.PA:
-        return value * 1000
-    raise ValueError(f"cannot express {name} in {unit.value}")
 
 
 class Fleet:
@@ -74,6 +56,9 @@ class Fleet:
             self.devices, profiles = _resize(self.devices, profiles, count)
         self.models = {s.id: StackModel(profiles[s.id], seed) for _, s, _ in self.devices}
         self._flat: dict[tuple[str, str], float] = {}
+        #: stacks some fault of the scenario names; the others take the short way
+        self._faulty = {f.stack for f in scenario.faults}
+        self._encoders: dict[tuple[str, str], JsonEncoder | Hj212Encoder] = {}
 
     def sample(self, stack: str, minute: int, t: datetime | None = None) -> Sample:
         t = t or self.start + timedelta(minutes=minute, seconds=30)
@@ -89,54 +74,43 @@ class Fleet:
         """What every device sends at event time ``t`` (default: half past ``minute``);
         ``minute`` (from the scenario start) decides which faults are active."""
         t = t or self.start + timedelta(minutes=minute, seconds=30)
+        times = EventTime.of(t)
+        faulty, models, forced = self._faulty, self.models, self.protocol
+        no_faults = Overrides()
         for ent, stack, device in self.devices:
+            if stack.id not in faulty:
+                sample = models[stack.id].sample(t, no_faults)
+                protocol = forced or device.protocol
+                payload = self._encode(protocol, stack, device, sample, times)
+                yield Message(ent.id, stack.id, device.mn, protocol, payload, t)
+                continue
             if self.scenario.silent(stack.id, minute):
                 continue
-            sent_at = t + timedelta(seconds=self.scenario.skew_s(stack.id, minute))
+            skew = self.scenario.skew_s(stack.id, minute)
+            sent_at = t + timedelta(seconds=skew)
             sample = self.sample(stack.id, minute, t)
-            protocol = self.protocol or device.protocol
-            payload = self._encode(protocol, stack, device, sample, sent_at)
-            expect = "future_timestamp" if self.scenario.skew_s(stack.id, minute) > 300 else "reading"
-            msg = Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, expect)
-            yield msg
+            protocol = forced or device.protocol
+            payload = self._encode(protocol, stack, device, sample, EventTime.of(sent_at) if skew else times)
+            expect = "future_timestamp" if skew > 300 else "reading"
+            yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, expect)
             if self.scenario.duplicated(stack.id, minute) and expect == "reading":
                 yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, "duplicate")
         for fault in self.scenario.malformed():
             if fault.active(minute) and minute - fault.from_min < fault.count:
                 ent, stack, device = next(d for d in self.devices if d[1].id == fault.stack)
-                good = self._encode("hj212", stack, device, self.sample(stack.id, minute), t)
+                good = self._encode("hj212", stack, device, self.sample(stack.id, minute), times)
                 broken = good[:-6] + (b"0000" if good[-6:-2] != b"0000" else b"FFFF") + b"\r\n"
                 yield Message(ent.id, stack.id, device.mn, "hj212", broken, t, "hj212_crc")
 
-    @staticmethod
-    def _encode(protocol: str, stack: Stack, device: Device, sample: Sample, t: datetime) -> bytes:
-        declared = stack.parameters
-        if protocol == "json":
-            values: dict[str, dict[str, object]] = {}
-            for name, value in sample.values.items():
-                unit = declared.get(name, PARAMETERS[name].unit)
-                item: dict[str, object] = {"value": round(from_canonical(name, value, unit), 4), "unit": unit.value}
-                if name in sample.flags:
-                    item["flag"] = sample.flags[name]
-                if name in sample.zs:
-                    item["zs"] = round(from_canonical(name, sample.zs[name], unit), 4)
-                values[name] = item
-            doc = {"mn": device.mn, "time": t.isoformat(), "kind": "realtime", "values": values}
-            return json.dumps(doc, separators=(",", ":")).encode()
-        packet_values = {
-            name: PacketValue(
-                round(from_canonical(name, value, declared.get(name, PARAMETERS[name].unit)), 4),
-                flag=sample.flags.get(name, "N"),
-                zs=None
-                if name not in sample.zs
-                else round(from_canonical(name, sample.zs[name], declared.get(name, PARAMETERS[name].unit)), 4),
-            )
-            for name, value in sample.values.items()
-        }
-        packet = data_packet(
-            mn=device.mn, kind=DataKind.REALTIME, event_time=t, values=packet_values, pw=device.hj212_pw or "123456"
-        )
-        return encode_packet(packet)
+    def _encode(self, protocol: str, stack: Stack, device: Device, sample: Sample, times: EventTime) -> bytes:
+        key = (stack.id, protocol)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            kind = JsonEncoder if protocol == "json" else Hj212Encoder
+            encoder = self._encoders[key] = kind(stack, device)
+        if isinstance(encoder, JsonEncoder):
+            return encoder.encode(sample, times.iso)
+        return encoder.encode(sample, times.qn, times.data_time)
 
 
 def _resize(

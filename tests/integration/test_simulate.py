@@ -5,15 +5,26 @@ as dead letters with their reasons, not as readings."""
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from cems.infra.secrets import SecretStore
 from cems.infra.settings import REPO_ROOT, InfraSettings
 from contracts.registry import load_registry
+from simulators.fleet import Fleet, Message
+from simulators.publish import Counters, MqttSink, run
+from simulators.scenarios import load_scenario
+from streams.engine import load_engine
 
 from .helpers import GatewayProcess, consume_all, infra_env
 
@@ -29,6 +40,7 @@ faults:
   - {type: clock_skew, stack: jy-coat-1-s1, from: 15, to: 17, offset_s: 1800}
 """
 STACKS = len(load_registry().stacks())
+START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def simulate(infra: InfraSettings, gateway: GatewayProcess, tmp_path: Path, protocol: str) -> str:
@@ -61,3 +73,54 @@ def test_simulated_fleet_through_the_gateway(
         assert sources == {"tcp-hj212": expected_readings}
     else:
         assert set(sources) == {"mqtt-json", "mqtt-hj212"}
+
+
+def test_simulator_publishes_in_batches_and_every_reading_arrives_intact(
+    infra: InfraSettings, secrets: SecretStore, unique: str
+) -> None:
+    """The MQTT sink writes each batch of PUBLISH packets at once: every one is acknowledged,
+    and a subscriber receives each payload as it was generated."""
+    registry = load_registry()
+    fleet = Fleet(registry, load_engine(registry).profiles, load_scenario("baseline"), START, count=600)
+    expected: list[tuple[str, bytes]] = []
+
+    class Recorder:
+        def send(self, msg: Message) -> None:
+            expected.append((msg.topic, msg.payload))
+
+        def close(self) -> None:
+            pass
+
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    platform = infra.mqtt_platform_user
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{unique}", protocol=mqtt.MQTTv5)
+    sub.username_pw_set(platform, secrets.mqtt_password(platform))
+    sub.on_message = lambda c, u, m: received.put((m.topic, bytes(m.payload)))
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.connect(infra.host, infra.mqtt_port)
+    sub.loop_start()
+    try:
+        sub.subscribe("cems/v1/#", qos=1)
+        assert subscribed.wait(10)
+        counters = Counters()
+        sink = MqttSink(infra.host, infra.mqtt_port, secrets.mqtt_password, counters, client_prefix=f"t-{unique}")
+        run(fleet, [Recorder(), sink], steps=3, pacing=None, counters=counters, batch=256)
+        assert counters.sent == counters.acked == len(expected) == 1800
+        assert counters.errors == 0
+        assert all(conn.batch is not None for conn in sink.connections.values()), "PUBLISH packets went one by one"
+        want = Counter(expected)
+        deadline = time.monotonic() + 30
+        while want and time.monotonic() < deadline:
+            try:
+                item = received.get(timeout=1)
+            except queue.Empty:
+                continue
+            if want[item]:
+                want[item] -= 1
+                if not want[item]:
+                    del want[item]
+        assert not want, f"{sum(want.values())} readings did not arrive intact"
+    finally:
+        sub.disconnect()
+        sub.loop_stop()

@@ -3,18 +3,24 @@ through the same rules the stream processor runs, raises exactly its ground trut
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.registry import load_registry
+from contracts.hj212 import crc16, encode_packet
+from contracts.hj212_data import PacketValue, data_packet
+from contracts.parameters import PARAMETERS
+from contracts.reading import DataKind
+from contracts.registry import Device, Stack, load_registry
 from contracts.yamlfile import load_yaml_mapping
 from ingest.validation import ReadingValidator, ValidationSettings
 from rules.replay import ReplayDriver
 from simulators.fleet import Fleet
-from simulators.models import Overrides, StackModel
+from simulators.models import Overrides, Sample, StackModel
 from simulators.scenarios import load_scenario, scenario_names
 from simulators.truth import compare
+from simulators.wire import CRC_START, EventTime, Hj212Encoder, JsonEncoder, conversion, crc_feed, crc_table
 from streams.engine import load_engine
 
 REG = load_registry()
@@ -106,3 +112,56 @@ def test_scenario_files_are_strict(tmp_path) -> None:  # type: ignore[no-untyped
     with pytest.raises(ConfigError, match=r"faults\.0\.colour: unknown key"):
         load_scenario(bad)
     assert load_yaml_mapping(bad)["name"] == "x"
+
+
+def _reference_json(stack: Stack, device: Device, sample: Sample, t: datetime) -> bytes:
+    values: dict[str, dict[str, object]] = {}
+    for name, value in sample.values.items():
+        unit = stack.parameters.get(name, PARAMETERS[name].unit)
+        conv = conversion(name, unit)
+        item: dict[str, object] = {"value": round(conv(value), 4), "unit": unit.value}
+        if name in sample.flags:
+            item["flag"] = sample.flags[name]
+        if name in sample.zs:
+            item["zs"] = round(conv(sample.zs[name]), 4)
+        values[name] = item
+    doc = {"mn": device.mn, "time": t.isoformat(), "kind": "realtime", "values": values}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _reference_hj212(stack: Stack, device: Device, sample: Sample, t: datetime) -> bytes:
+    def reported(name: str, value: float) -> float:
+        return round(conversion(name, stack.parameters.get(name, PARAMETERS[name].unit))(value), 4)
+
+    values = {
+        name: PacketValue(
+            reported(name, value),
+            flag=sample.flags.get(name, "N"),
+            zs=reported(name, sample.zs[name]) if name in sample.zs else None,
+        )
+        for name, value in sample.values.items()
+    }
+    packet = data_packet(
+        mn=device.mn, kind=DataKind.REALTIME, event_time=t, values=values, pw=device.hj212_pw or "123456"
+    )
+    return encode_packet(packet)
+
+
+@pytest.mark.parametrize("faults", [None, Overrides(flags={"so2": "C", "o2": "M"}, wrong_zs={"so2": 0.5})])
+def test_payload_encoders_write_what_json_and_the_hj212_codec_write(faults: Overrides | None) -> None:
+    for index, (_, stack, device) in enumerate(Fleet(REG, ENGINE.profiles, load_scenario("baseline"), START).devices):
+        model = StackModel(ENGINE.profiles[stack.id], seed=index)
+        json_encoder, hj212_encoder = JsonEncoder(stack, device), Hj212Encoder(stack, device)
+        for i in range(20):
+            t = START + timedelta(seconds=37 * i, microseconds=1000 * i)
+            sample = model.sample(t, faults)
+            sample.values["pressure"] = -sample.values.get("pressure", 0.00001)  # signs and tiny values
+            times = EventTime.of(t)
+            assert json_encoder.encode(sample, times.iso) == _reference_json(stack, device, sample, t)
+            assert hj212_encoder.encode(sample, times.qn, times.data_time) == _reference_hj212(stack, device, sample, t)
+
+
+def test_piecewise_crc_is_the_hj212_crc() -> None:
+    data = b"QN=20260302080000000;ST=32;CN=2011;PW=123456;MN=X;Flag=4;CP=&&DataTime=20260302080000&&"
+    for cut in range(1, len(data)):
+        assert crc_table(data[cut:])[crc_feed(CRC_START, data[:cut]) >> 8] == crc16(data)
