@@ -363,10 +363,13 @@ def simulate(
         f"{t0.isoformat()} at speed {speed:g} ({protocol})"
     )
     started = time.monotonic()
-    run(
-        fleet, sinks, steps=steps, pacing=Pacing(speed, step) if publish else None, counters=counters,
-        progress=lambda line: console.print(line, soft_wrap=True),
-    )  # fmt: skip
+    try:
+        run(
+            fleet, sinks, steps=steps, pacing=Pacing(speed, step) if publish else None, counters=counters,
+            progress=lambda line: console.print(line, soft_wrap=True),
+        )  # fmt: skip
+    except CemsError as exc:
+        raise _fail(exc) from exc
     elapsed = time.monotonic() - started
     if publish:
         console.print(

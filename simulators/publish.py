@@ -15,7 +15,10 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
+from gmqtt.mqtt.handler import MQTTConnectError
 from gmqtt.storage import PersistentStorage
+
+from contracts.errors import InfrastructureError
 
 from .fleet import Fleet, Message
 
@@ -153,7 +156,13 @@ class MqttSink:
         client = gmqtt.Client(f"{self.prefix}-{account}", persistent_storage=acks)
         client.set_auth_credentials(account, self.passwords(account))
         client.on_disconnect = self._disconnected
-        await client.connect(self.host, self.port, keepalive=60, version=MQTTv311)
+        try:
+            await client.connect(self.host, self.port, keepalive=60, version=MQTTv311)
+        except (MQTTConnectError, OSError) as exc:
+            raise InfrastructureError(
+                f"MQTT broker mqtt://{self.host}:{self.port} did not accept account {account!r}: {exc} "
+                "(is it running? `cems infra status`; is the password the registry's? .cems/secrets/mqtt.json)"
+            ) from exc
         conn = self.connections[account] = _Connection(client, acks)
         conn.flush()
 

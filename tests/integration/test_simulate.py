@@ -124,3 +124,16 @@ def test_simulator_publishes_in_batches_and_every_reading_arrives_intact(
     finally:
         sub.disconnect()
         sub.loop_stop()
+
+
+def test_a_refused_account_is_a_clear_error(infra: InfraSettings) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cems.cli", "simulate", "--scenario", "baseline", "--duration-min", "1",
+         "--speed", "60"],
+        env={**os.environ, **infra_env(infra), "CEMS_MQTT_DEV_PASSWORD": "not-the-password"}, cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = " ".join((done.stdout + done.stderr).split())
+    assert "did not accept account 'jy-" in output and "not authorised" in output
+    assert "Traceback" not in output
