@@ -68,25 +68,29 @@ def _eight_rounds(value: int) -> int:
     return value
 
 
-# The 8 shift/xor rounds are linear, and the high byte only shifts down through them (the bits
-# shifted out are the low byte's), so 8 rounds of x = table[x & 0xFF] ^ (x >> 8).
 _ROUNDS = tuple(_eight_rounds(v) for v in range(256))
+CRC_START = 0xFFFF
+
+
+def crc_feed(crc: int, data: bytes) -> int:
+    """The CRC after ``data``, from ``crc``: per byte ``crc = rounds[(crc >> 8) ^ byte]``, the
+    8 shift/xor rounds of a byte looked up in a table. ``crc_feed(CRC_START, packet)`` is the
+    packet's CRC; feeding in pieces gives the same result."""
+    rounds = _ROUNDS
+    for byte in data:
+        crc = rounds[(crc >> 8) ^ byte]
+    return crc
 
 
 def crc16(data: bytes) -> int:
     """The HJ 212 CRC: per byte ``crc = (crc >> 8) ^ byte``, then 8 shift-right rounds
     xoring 0xA001 when the shifted-out bit was 1. Check value for the reference segment: 0x1C80."""
-    crc = 0xFFFF
-    rounds = _ROUNDS
-    for byte in data:
-        crc = (crc >> 8) ^ byte
-        crc = rounds[crc & 0xFF] ^ (crc >> 8)
-    return crc
+    return crc_feed(CRC_START, data)
 
 
 def crc16_bitwise(data: bytes) -> int:
     """The same CRC, bit by bit as the standard describes it (the reference for tests)."""
-    crc = 0xFFFF
+    crc = CRC_START
     for byte in data:
         crc = _eight_rounds((crc >> 8) ^ byte)
     return crc

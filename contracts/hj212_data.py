@@ -68,7 +68,8 @@ def packet_fields(packet: Hj212Packet) -> PacketFields:
     return PacketFields(by_parameter, tuple(dict.fromkeys(unknown_codes)), tuple(unknown_suffixes))
 
 
-def _fmt(value: float) -> str:
+def format_number(value: float) -> str:
+    """A number as HJ 212 packets carry it: at most 4 decimals, no trailing zeros."""
     text = f"{value:.4f}".rstrip("0").rstrip(".")
     return text if text not in {"", "-0"} else "0"
 
@@ -103,13 +104,13 @@ def data_packet(
     for name, pv in values.items():
         param = PARAMETERS[name]
         code = param.legacy_code if legacy_codes and param.legacy_code else param.hj212_code
-        items = [(f"{code}-{suffix}", _fmt(pv.value))]
+        items = [(f"{code}-{suffix}", format_number(pv.value))]
         if pv.minimum is not None and kind is not DataKind.REALTIME:
-            items.append((f"{code}-Min", _fmt(pv.minimum)))
+            items.append((f"{code}-Min", format_number(pv.minimum)))
         if pv.maximum is not None and kind is not DataKind.REALTIME:
-            items.append((f"{code}-Max", _fmt(pv.maximum)))
+            items.append((f"{code}-Max", format_number(pv.maximum)))
         if pv.zs is not None:
-            items.append((f"{code}-{zs_suffix}", _fmt(pv.zs)))
+            items.append((f"{code}-{zs_suffix}", format_number(pv.zs)))
         items.append((f"{code}-Flag", pv.flag))
         groups.append(tuple(items))
     return Hj212Packet(

@@ -65,6 +65,11 @@ STACK_LINK = column_override(
         }
     ],
 )
+EPISODE_COLUMNS = [
+    STACK_LINK,
+    column_override("start", unit="dateTimeAsIso"),
+    column_override("end", unit="dateTimeAsIso"),
+]
 STATUS_THRESHOLDS = thresholds((None, "green"), (1, "red"))
 
 
@@ -419,11 +424,7 @@ def data_quality() -> Dashboard:
                 flux.episodes(where, (AlertKind.DATA_GAP,)),
                 "Episodes of a stack (parameter '-') or a parameter not reporting: start, end (empty while it "
                 "lasts) and minutes. 'since monitoring started' means the device never reported.",
-                overrides=[
-                    STACK_LINK,
-                    column_override("start", unit="dateTimeAsIso"),
-                    column_override("end", unit="dateTimeAsIso"),
-                ],
+                overrides=EPISODE_COLUMNS,
             ),
             _table(
                 "Invalid-mark minutes",
@@ -455,11 +456,7 @@ def data_quality() -> Dashboard:
                 ),
                 "Flat lines while running, converted values that disagree with recomputation, hours hugging "
                 "the limit, marks held beyond their cap.",
-                overrides=[
-                    STACK_LINK,
-                    column_override("start", unit="dateTimeAsIso"),
-                    column_override("end", unit="dateTimeAsIso"),
-                ],
+                overrides=EPISODE_COLUMNS,
             ),
         ],
     )
@@ -482,9 +479,7 @@ def bypass_watch() -> Dashboard:
                 "Each episode: start, end, minutes, confidence (0.95 measured damper or duct flow ... 0.5 "
                 "dilution signature) and the signals seen.",
                 overrides=[
-                    STACK_LINK,
-                    column_override("start", unit="dateTimeAsIso"),
-                    column_override("end", unit="dateTimeAsIso"),
+                    *EPISODE_COLUMNS,
                     column_override(
                         "confidence",
                         unit="percentunit",

@@ -18,32 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from contracts.hj212 import CN_REALTIME, MAX_DATA_LENGTH, Hj212Error, Hj212Reason, format_time
+from contracts.hj212 import CN_REALTIME, CRC_START, MAX_DATA_LENGTH, Hj212Error, Hj212Reason, crc_feed, format_time
+from contracts.hj212_data import format_number
 from contracts.parameters import PARAMETERS, Unit
 from contracts.registry import Device, Stack
 
 from .models import Sample
-
-
-def _eight_rounds(value: int) -> int:
-    for _ in range(8):
-        carry = value & 1
-        value >>= 1
-        if carry:
-            value ^= 0xA001
-    return value
-
-
-_ROUNDS = tuple(_eight_rounds(v) for v in range(256))
-CRC_START = 0xFFFF
-
-
-def crc_feed(crc: int, data: bytes) -> int:
-    """The HJ 212 CRC after ``data``, from ``crc``: per byte ``crc = rounds[(crc >> 8) ^ byte]``."""
-    rounds = _ROUNDS
-    for byte in data:
-        crc = rounds[(crc >> 8) ^ byte]
-    return crc
 
 
 @lru_cache(maxsize=4096)
@@ -125,11 +105,6 @@ _HEAD, _CP = f";ST=32;CN={CN_REALTIME};PW=", ";Flag=4;CP=&&DataTime="
 _HEAD_CRC, _MN_CRC, _CP_CRC, _END_CRC = (crc_table(p.encode()) for p in (_HEAD, ";MN=", _CP, "&&"))
 
 
-def _fmt(value: float) -> str:
-    text = f"{value:.4f}".rstrip("0").rstrip(".")
-    return text if text not in {"", "-0"} else "0"
-
-
 @dataclass(frozen=True)
 class _Hj212Item:
     conv: Conversion
@@ -173,11 +148,11 @@ class Hj212Encoder:
         parts = [f"QN={qn}{_HEAD}{self.pw};MN={self.mn}{_CP}{data_time}"]
         for name, value in sample.values.items():
             item = self._item(name)
-            text = _fmt(round(item.conv(value), 4))
+            text = format_number(round(item.conv(value), 4))
             crc = feed(item.rtd_crc[crc >> 8], text.encode())
             parts += (item.rtd, text)
             if name in zs:
-                text = _fmt(round(item.conv(zs[name]), 4))
+                text = format_number(round(item.conv(zs[name]), 4))
                 crc = feed(item.zs_crc[crc >> 8], text.encode())
                 parts += (item.zs, text)
             flag = flags.get(name, "N") if flags else "N"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts.hj212 import crc16, encode_packet
+from contracts.hj212 import CRC_START, crc16, crc_feed, encode_packet
 from contracts.hj212_data import PacketValue, data_packet
 from contracts.parameters import PARAMETERS
 from contracts.reading import DataKind
@@ -20,7 +20,7 @@ from simulators.fleet import Fleet
 from simulators.models import Overrides, Sample, StackModel
 from simulators.scenarios import load_scenario, scenario_names
 from simulators.truth import compare
-from simulators.wire import CRC_START, EventTime, Hj212Encoder, JsonEncoder, conversion, crc_feed, crc_table
+from simulators.wire import EventTime, Hj212Encoder, JsonEncoder, conversion, crc_table
 from streams.engine import load_engine
 
 REG = load_registry()
