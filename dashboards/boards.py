@@ -193,7 +193,7 @@ def overview() -> Dashboard:
         title="Monitoring centre overview",
         description="Every stack's status at a glance, where the problems are, and the open alerts.",
         variables=[NS, DISTRICT, INDUSTRY],
-        refresh="30s",
+        refresh="1m",
         time_from="now-6h",
         links=LINKS,
         items=[

@@ -15,7 +15,11 @@ BUCKET = "v.defaultBucket"
 # Beijing time has no daylight saving: a fixed offset needs no time zone database in InfluxDB
 UTC_OFFSET = "8h"
 TZ = f"timezone.fixed(offset: {UTC_OFFSET})"
-STATUS_LOOKBACK = "30d"  # open alerts older than this are not shown as a stack's status
+# alert events are few: a year of them is read to find what is still open (a stack-level data
+# gap sends one `opened` event and nothing more until it ends)
+ALERT_LOOKBACK = "366d"
+# a stack's latest readings: its flags ("marked") and when it last reported
+SEEN_LOOKBACK = "30d"
 
 # a stack's status: the worst open condition, then flags, then normal (rank: higher is worse)
 STATUSES: list[tuple[str, int, str]] = [
@@ -58,7 +62,7 @@ def _rank_expr() -> str:
         f'if r.kind == "{k.EXCEEDANCE.value}" then 7 '
         f'else if r.kind == "{k.BYPASS.value}" then 6 '
         f'else if r.kind == "{k.DATA_GAP.value}" and r.parameter == "-" then 5 '
-        f'else if r.kind == "{k.EARLY_WARNING.value}" then 4 '
+        f'else if r.kind == "{k.EARLY_WARNING.value}" or r.kind == "{k.SPIKE.value}" then 4 '
         f"else if {suspect} then 3 "
         f'else if r.kind == "{k.DATA_GAP.value}" then 2 '
         f'else if r.kind == "{k.INVALID_MARK.value}" then 1 else 0'
@@ -83,7 +87,7 @@ def open_alerts_source(where: str, fields: tuple[str, ...] = ("alert_id",)) -> s
     """Alerts whose latest event by the end of the range is not ``resolved`` (pivoted fields)."""
     field_filter = _in("_field", list(fields))
     return f"""
-  |> range(start: date.sub(d: {STATUS_LOOKBACK}, from: v.timeRangeStop), stop: v.timeRangeStop)
+  |> range(start: date.sub(d: {ALERT_LOOKBACK}, from: v.timeRangeStop), stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "alert" and {where})
   |> filter(fn: (r) => {field_filter})
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
@@ -96,17 +100,17 @@ def open_alerts_source(where: str, fields: tuple[str, ...] = ("alert_id",)) -> s
 
 
 def stack_status(where: str) -> str:
-    """One row per stack: status, rank, what is wrong, when it last reported."""
+    """One row per stack: status, rank, what is wrong, when it last reported (no joins: the
+    worst condition and the latest reading are reduced in one pass, so an empty side is fine)."""
+    stack_cols = "stack: r.stack, enterprise: r.enterprise, district: r.district, industry: r.industry"
     return f"""
 import "date"
-import "join"
 
 open = from(bucket: {BUCKET}){open_alerts_source(where)}
-  |> map(fn: (r) => ({{stack: r.stack, enterprise: r.enterprise, district: r.district, industry: r.industry,
-      rank: {_rank_expr()},
-      problem: r.kind + (if r.parameter == "-" then "" else " " + r.parameter)}}))
+  |> map(fn: (r) => ({{{stack_cols}, rank: {_rank_expr()},
+      problem: r.kind + (if r.parameter == "-" then "" else " " + r.parameter), seen_ns: 0}}))
 flags = from(bucket: {BUCKET})
-  |> range(start: date.sub(d: 1d, from: v.timeRangeStop), stop: v.timeRangeStop)
+  |> range(start: date.sub(d: {SEEN_LOOKBACK}, from: v.timeRangeStop), stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "reading" and {where} and r._field =~ /_flag$/)
   |> last()
   |> group(columns: ["stack", "enterprise", "district", "industry", "_field"])
@@ -115,20 +119,24 @@ flags = from(bucket: {BUCKET})
   |> group()
 marked = flags
   |> filter(fn: (r) => r._value != "N")
-  |> map(fn: (r) => ({{stack: r.stack, enterprise: r.enterprise, district: r.district, industry: r.industry,
-      rank: 1, problem: "marked " + r._value + " " + strings.trimSuffix(v: r._field, suffix: "_flag")}}))
+  |> map(fn: (r) => ({{{stack_cols}, rank: 1,
+      problem: "marked " + r._value + " " + strings.trimSuffix(v: r._field, suffix: "_flag"), seen_ns: 0}}))
 seen = flags
+  |> map(fn: (r) => ({{{stack_cols}, rank: 0, problem: "-", seen_ns: int(v: r._time)}}))
+merged = union(tables: [open, marked, seen])
   |> group(columns: ["stack", "enterprise", "district", "industry"])
-  |> max(column: "_time")
+  |> reduce(identity: {{rank: -1, problem: "", seen_ns: 0}},
+      fn: (r, accumulator) => ({{
+          rank: if r.rank > accumulator.rank then r.rank else accumulator.rank,
+          problem: if r.rank > accumulator.rank then r.problem else accumulator.problem,
+          seen_ns: if r.seen_ns > accumulator.seen_ns then r.seen_ns else accumulator.seen_ns}}))
   |> group()
-  |> map(fn: (r) => ({{stack: r.stack, enterprise: r.enterprise, district: r.district, industry: r.industry,
-      rank: 0, problem: "-", last_seen: r._time}}))
-worst = union(tables: [open, marked, seen |> drop(columns: ["last_seen"])])
-  |> group(columns: ["stack"])
-  |> max(column: "rank")
-  |> group()
-status = join.left(left: worst, right: seen, on: (l, r) => l.stack == r.stack,
-    as: (l, r) => ({{l with last_seen: r.last_seen, status: {_status_expr("l.rank")}}}))
+status = union(tables: [
+    merged |> filter(fn: (r) => r.seen_ns > 0) |> map(fn: (r) => ({{r with last_seen: time(v: r.seen_ns)}})),
+    merged |> filter(fn: (r) => r.seen_ns == 0),
+  ])
+  |> map(fn: (r) => ({{r with status: {_status_expr("r.rank")}, order: 7 - r.rank}}))
+  |> drop(columns: ["seen_ns"])
 """
 
 
@@ -137,7 +145,7 @@ def status_table(where: str) -> str:
         'import "strings"\n'
         + stack_status(where)
         + """status
-  |> sort(columns: ["rank", "stack"], desc: true)
+  |> sort(columns: ["order", "stack"])
   |> keep(columns: ["status", "stack", "enterprise", "district", "industry", "problem", "last_seen", "rank"])
 """
     )
@@ -222,8 +230,9 @@ def reading_fields(fields: tuple[str, ...]) -> str:
 from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "reading" and {ONE_STACK} and {_in("_field", fields)})
-  |> group(columns: ["_field"])
   |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)
+  |> group(columns: ["_field"])
+  |> sort(columns: ["_time"])
 """
 
 
@@ -232,9 +241,9 @@ def stack_flags() -> str:
 from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "reading" and {ONE_STACK} and r._field =~ /_flag$/)
+  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
   |> group(columns: ["_field"])
   |> sort(columns: ["_time"])
-  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
 """
 
 
@@ -295,27 +304,37 @@ from(bucket: {BUCKET})
 
 
 def compliance_by_month(where: str) -> str:
-    """A stack-hour is judged when some parameter had a valid hour, and compliant unless one exceeded."""
+    """A stack-hour is judged when some parameter had a valid hour, and compliant unless one
+    exceeded. Hours are counted per stack with windows (no grouping by time), then per month."""
+    per_month = (
+        '  |> group(columns: ["stack", "enterprise", "industry"])\n'
+        '  |> aggregateWindow(every: 1h, fn: count, createEmpty: false, timeSrc: "_start")\n'
+        f'  |> aggregateWindow(every: 1mo, fn: count, createEmpty: false, timeSrc: "_start", location: {TZ})'
+    )
     return f"""
 import "date"
 import "strings"
 import "timezone"
 
-from(bucket: {BUCKET})
+valid = from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "hourly" and {where} and r._field == "exceeds" and r.status == "valid")
-  |> map(fn: (r) => ({{_time: r._time, stack: r.stack, enterprise: r.enterprise, industry: r.industry,
-      exceeding: if r._value then 1 else 0}}))
+judged = valid
+{per_month}
+  |> map(fn: (r) => ({{r with hours: r._value, exceeding_hours: 0}}))
+exceeding = valid
+  |> filter(fn: (r) => r._value == true)
+{per_month}
+  |> map(fn: (r) => ({{r with hours: 0, exceeding_hours: r._value}}))
+union(tables: [judged, exceeding])
   |> group(columns: ["stack", "enterprise", "industry", "_time"])
-  |> max(column: "exceeding")
-  |> map(fn: (r) => ({{r with month: date.truncate(t: r._time, unit: 1mo, location: {TZ})}}))
-  |> group(columns: ["stack", "enterprise", "industry", "month"])
   |> reduce(identity: {{hours: 0, exceeding_hours: 0}},
-      fn: (r, accumulator) => ({{hours: accumulator.hours + 1,
-          exceeding_hours: accumulator.exceeding_hours + r.exceeding}}))
+      fn: (r, accumulator) => ({{hours: accumulator.hours + r.hours,
+          exceeding_hours: accumulator.exceeding_hours + r.exceeding_hours}}))
   |> group()
-  |> map(fn: (r) => ({{r with
-      month: strings.substring(v: string(v: date.add(d: {UTC_OFFSET}, to: r.month)), start: 0, end: 7),
+  |> map(fn: (r) => ({{stack: r.stack, enterprise: r.enterprise, industry: r.industry,
+      hours: r.hours, exceeding_hours: r.exceeding_hours,
+      month: strings.substring(v: string(v: date.add(d: {UTC_OFFSET}, to: r._time)), start: 0, end: 7),
       compliant_pct: 100.0 * float(v: r.hours - r.exceeding_hours) / float(v: r.hours),
       required_pct: if strings.hasPrefix(v: r.industry, prefix: "steel") then 95.0 else 100.0}}))
   |> map(fn: (r) => ({{r with meets: r.compliant_pct >= r.required_pct}}))
@@ -342,10 +361,8 @@ def emissions_rate(where: str) -> str:
 from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "hourly" and {where} and r._field == "emission_kg_h")
-  |> group(columns: ["enterprise", "parameter", "_time"])
-  |> sum()
   |> group(columns: ["enterprise", "parameter"])
-  |> sort(columns: ["_time"])
+  |> aggregateWindow(every: 1h, fn: sum, createEmpty: false, timeSrc: "_start")
 """
 
 
@@ -365,37 +382,56 @@ from(bucket: {BUCKET})
 
 
 # -- episodes (data quality, bypass) -----------------------------------------------------------------
-def episodes(where: str, kinds: tuple[AlertKind, ...], extra_fields: tuple[str, ...] = ()) -> str:
-    """One row per alert episode with an event in the range: start, end (if resolved),
-    duration so far, and the latest evidence before it resolved."""
-    fields = ("alert_id", "start_s", "reason", *extra_fields)
-    keep = ", ".join(
-        f'"{c}"' for c in ("alert_id", "stack", "enterprise", "kind", "parameter", "reason", *extra_fields)
-    )
+def episodes(where: str, kinds: tuple[AlertKind, ...], extra: tuple[str, ...] = ()) -> str:
+    """One row per alert episode that overlaps the range (started before its end, not resolved
+    before its start, events read a year back): start, end (empty while open), minutes up to the
+    end or the range's end, the latest reason before it resolved (and the highest ``confidence``
+    / latest ``signals`` when asked for)."""
+    fields = ["alert_id", "start_s", "end_s", "reason", *extra]
+    defaults = {"confidence": "0.0", "signals": '""'}
+    extra_map = "".join(f", {f}: if exists r.{f} then r.{f} else {defaults[f]}" for f in extra)
+    extra_identity = "".join(f", {f}: {defaults[f]}" for f in extra)
+    extra_reduce = ""
+    if "confidence" in extra:
+        extra_reduce += (
+            ",\n          confidence: if r.confidence > accumulator.confidence then r.confidence "
+            "else accumulator.confidence"
+        )
+    if "signals" in extra:
+        extra_reduce += (
+            ',\n          signals: if r.event != "resolved" or accumulator.signals == "" then r.signals '
+            "else accumulator.signals"
+        )
     return f"""
-import "join"
+import "date"
 
-events = from(bucket: {BUCKET})
-  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+merged = from(bucket: {BUCKET})
+  |> range(start: date.sub(d: {ALERT_LOOKBACK}, from: v.timeRangeStart), stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "alert" and {where} and {_in("kind", [k.value for k in kinds])})
-  |> filter(fn: (r) => {_in("_field", [*fields, "end_s"])})
+  |> filter(fn: (r) => {_in("_field", fields)})
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> group(columns: ["alert_id"])
-  |> sort(columns: ["_time"])
-latest = events
-  |> filter(fn: (r) => r.event != "resolved")
-  |> last(column: "alert_id")
+  |> map(fn: (r) => ({{_time: r._time, alert_id: r.alert_id, stack: r.stack, enterprise: r.enterprise,
+      kind: r.kind, parameter: r.parameter, event: r.event, start_s: r.start_s,
+      end_s: if exists r.end_s then r.end_s else 0, reason: r.reason{extra_map},
+      {_EVENT_ORDER}}}))
+  |> group(columns: ["alert_id", "stack", "enterprise", "kind", "parameter"])
+  |> sort(columns: ["_time", "erank"])
+  |> reduce(identity: {{start_s: 0, end_s: 0, reason: ""{extra_identity}}},
+      fn: (r, accumulator) => ({{
+          start_s: r.start_s,
+          end_s: if r.event == "resolved" then r.end_s else accumulator.end_s,
+          reason: if r.event != "resolved" or accumulator.reason == "" then r.reason
+              else accumulator.reason{extra_reduce}}}))
   |> group()
-  |> map(fn: (r) => ({{r with start: time(v: r.start_s * 1000000000)}}))
-  |> keep(columns: ["start", {keep}])
-ends = events
-  |> filter(fn: (r) => r.event == "resolved")
-  |> last(column: "alert_id")
-  |> group()
-  |> map(fn: (r) => ({{alert_id: r.alert_id, end: time(v: r.end_s * 1000000000)}}))
-join.left(left: latest, right: ends, on: (l, r) => l.alert_id == r.alert_id,
-    as: (l, r) => ({{l with end: r.end,
-        minutes: (int(v: if exists r.end then r.end else v.timeRangeStop) - int(v: l.start)) / 60000000000}}))
+  |> filter(fn: (r) => r.end_s == 0 or r.end_s * 1000000000 >= int(v: v.timeRangeStart))
+  |> map(fn: (r) => ({{r with start: time(v: r.start_s * 1000000000),
+      minutes: ((if r.end_s > 0 then r.end_s * 1000000000 else int(v: v.timeRangeStop)) - r.start_s * 1000000000)
+          / 60000000000}}))
+union(tables: [
+    merged |> filter(fn: (r) => r.end_s > 0) |> map(fn: (r) => ({{r with end: time(v: r.end_s * 1000000000)}})),
+    merged |> filter(fn: (r) => r.end_s == 0),
+  ])
+  |> drop(columns: ["start_s", "end_s"])
   |> sort(columns: ["start"], desc: true)
 """
 
@@ -421,11 +457,12 @@ def valid_hours(where: str) -> str:
 from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "hourly" and {where} and r._field == "valid_minutes")
-  |> map(fn: (r) => ({{stack: r.stack, enterprise: r.enterprise, parameter: r.parameter,
-      valid: if r.status == "valid" then 1 else 0}}))
+  |> group(columns: ["stack", "enterprise", "parameter", "status"])
+  |> count()
   |> group(columns: ["stack", "enterprise", "parameter"])
   |> reduce(identity: {{hours: 0, valid_hours: 0}},
-      fn: (r, accumulator) => ({{hours: accumulator.hours + 1, valid_hours: accumulator.valid_hours + r.valid}}))
+      fn: (r, accumulator) => ({{hours: accumulator.hours + r._value,
+          valid_hours: accumulator.valid_hours + (if r.status == "valid" then r._value else 0)}}))
   |> group()
   |> map(fn: (r) => ({{r with valid_pct: 100.0 * float(v: r.valid_hours) / float(v: r.hours)}}))
   |> sort(columns: ["valid_pct", "stack", "parameter"])

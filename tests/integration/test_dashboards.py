@@ -26,7 +26,6 @@ from cems.replay import read_inputs
 from contracts.alerts import AlertEvent, AlertEventType, AlertKind, HourlyAverage
 from contracts.reading import Reading
 from contracts.registry import Registry, load_registry
-from dashboards import flux
 from dashboards.boards import all_dashboards
 from dashboards.grafana import ALL, Range, render
 
@@ -36,7 +35,9 @@ T0 = datetime(2026, 1, 5, tzinfo=UTC)
 END = T0 + timedelta(minutes=250)
 MID = T0 + timedelta(minutes=150)  # exceedance, early warning, silence and a mark all open
 ALL_VALUES = {"district": ".*", "industry": ".*", "enterprise": ".*"}
-RANK = {name: rank for name, rank, _ in flux.STATUSES}
+# the monitoring centre's order of statuses, worst first (the specification the boards follow)
+ORDER = ["exceeding", "bypass suspected", "offline", "early warning", "suspect data", "data gap", "marked", "normal"]
+RANK = {name: len(ORDER) - 1 - i for i, name in enumerate(ORDER)}
 
 
 @dataclass
@@ -51,7 +52,13 @@ class Scenario:
     org: str
 
     def query(
-        self, query: str, *, stop: datetime = END, window: timedelta = timedelta(minutes=1), **variables: Any
+        self,
+        query: str,
+        *,
+        start: datetime = T0 - timedelta(hours=1),
+        stop: datetime = END,
+        window: timedelta = timedelta(minutes=1),
+        **variables: Any,
     ) -> list[dict[str, Any]]:
         values: dict[str, Any] = {
             "ns": self.ns,
@@ -63,7 +70,7 @@ class Scenario:
         }
         text = render(
             query,
-            Range(T0 - timedelta(hours=1), stop, window),
+            Range(start, stop, window),
             values,
             bucket=self.bucket,
             org=self.org,
@@ -100,14 +107,24 @@ def scenario(infra: InfraSettings, tmp_path_factory: pytest.TempPathFactory) -> 
     token = SecretStore(infra.secrets_dir).influxdb_token()
     with InfluxDBClient(url=infra.influxdb_url, token=token, org=infra.influxdb_org, timeout=30_000) as client:
         yield Scenario(ns, registry, data.readings, events, hours, client, infra.influxdb_bucket, infra.influxdb_org)
+        for namespace in (ns, f"tz{ns}"):
+            forget(client, namespace, infra)
+
+
+def forget(client: InfluxDBClient, namespace: str, infra: InfraSettings) -> None:
+    """Delete a test namespace's points, so runs do not pile up in the bucket."""
+    client.delete_api().delete(
+        datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC), f'ns="{namespace}"',
+        bucket=infra.influxdb_bucket, org=infra.influxdb_org,
+    )  # fmt: skip
 
 
 # -- expectations computed from the engine's output ----------------------------------------------------------
 def open_at(events: list[AlertEvent], stop: datetime) -> dict[str, AlertEvent]:
-    """alert_id -> latest event, for alerts not resolved by ``stop`` (events in the 30 days before)."""
+    """alert_id -> latest event, for alerts not resolved by ``stop``."""
     latest: dict[str, AlertEvent] = {}
     for e in sorted(events, key=lambda e: (e.at, e.event is AlertEventType.RESOLVED)):
-        if e.at <= stop and e.at >= stop - timedelta(days=30):
+        if e.at < stop:  # Flux ranges end before their stop
             latest[e.alert_id] = e
     return {k: e for k, e in latest.items() if e.event is not AlertEventType.RESOLVED}
 
@@ -119,36 +136,51 @@ def rank_of(e: AlertEvent) -> int:
         return RANK["bypass suspected"]
     if e.kind is AlertKind.DATA_GAP:
         return RANK["offline"] if e.parameter is None else RANK["data gap"]
-    if e.kind is AlertKind.EARLY_WARNING:
+    if e.kind in (AlertKind.EARLY_WARNING, AlertKind.SPIKE):
         return RANK["early warning"]
-    if e.kind in flux.SUSPECT_KINDS:
+    if e.kind in (AlertKind.FLATLINE, AlertKind.ZS_MISMATCH, AlertKind.LIMIT_HUGGING):
         return RANK["suspect data"]
     return RANK["marked"] if e.kind is AlertKind.INVALID_MARK else 0
 
 
 def expected_status(s: Scenario, stop: datetime) -> dict[str, str]:
-    ranks: dict[str, int] = defaultdict(int)
+    """Every stack with an open alert or a reading in the 30 days before ``stop``: its worst
+    open condition, else "marked" if its latest flag of some parameter is not N, else normal."""
+    ranks: dict[str, int] = {}
     for e in open_at(s.events, stop).values():
-        ranks[e.stack] = max(ranks[e.stack], rank_of(e))
+        ranks[e.stack] = max(ranks.get(e.stack, 0), rank_of(e))
     last_flags: dict[tuple[str, str], str] = {}
-    for r in s.readings:
-        if stop - timedelta(days=1) <= r.event_time < stop:
+    for r in sorted(s.readings, key=lambda r: r.event_time):
+        if stop - timedelta(days=30) <= r.event_time < stop:
+            ranks.setdefault(r.stack, 0)
             for name, m in r.values.items():
                 last_flags[(r.stack, name)] = m.flag.value
     for (stack, _), flag in last_flags.items():
         if flag != "N":
             ranks[stack] = max(ranks[stack], RANK["marked"])
-    by_rank = {rank: name for name, rank, _ in flux.STATUSES}
-    return {stack.id: by_rank[ranks[stack.id]] for _, stack in s.registry.stacks()}
+    by_rank = {rank: name for name, rank in RANK.items()}
+    return {stack: by_rank[rank] for stack, rank in ranks.items()}
 
 
-def episodes(events: list[AlertEvent], kinds: set[AlertKind]) -> dict[str, tuple[datetime, datetime | None]]:
-    out: dict[str, tuple[datetime, datetime | None]] = {}
-    for e in events:
-        if e.kind in kinds:
-            start, end = out.get(e.alert_id, (e.start, None))
-            out[e.alert_id] = (start, e.end if e.event is AlertEventType.RESOLVED else end)
-    return out
+@dataclass(frozen=True)
+class Episode:
+    start: datetime
+    end: datetime | None
+    minutes: int
+
+
+def episodes(
+    events: list[AlertEvent], kinds: set[AlertKind], start: datetime = T0 - timedelta(hours=1), stop: datetime = END
+) -> dict[str, Episode]:
+    """Episodes with an event before ``stop`` that were not resolved before ``start``."""
+    out: dict[str, Episode] = {}
+    for e in sorted(events, key=lambda e: e.at):
+        if e.kind in kinds and e.at < stop:
+            end = e.end if e.event is AlertEventType.RESOLVED else None
+            previous = out.get(e.alert_id)
+            end = end or (previous.end if previous else None)
+            out[e.alert_id] = Episode(e.start, end, int(((end or stop) - e.start).total_seconds() // 60))
+    return {k: ep for k, ep in out.items() if ep.end is None or ep.end >= start}
 
 
 def panel(title: str) -> str:
@@ -182,11 +214,27 @@ def test_overview_status_matches_the_engine_mid_scenario(scenario: Scenario) -> 
     assert by_stack["jy-cement-2-s1"]["last_seen"] == max(
         r.event_time for r in scenario.readings if r.stack == "jy-cement-2-s1"
     )
-    assert by_stack["jy-steel-3-s1"]["last_seen"] is None
+    assert by_stack["jy-steel-3-s1"].get("last_seen") is None
     assert [r["rank"] for r in rows] == sorted((r["rank"] for r in rows), reverse=True)
     (counts,) = scenario.query(panel("Stacks by status"), stop=MID)
-    assert counts == {name: Counter(want.values())[name] for name, _, _ in flux.STATUSES}
+    assert counts == {name: Counter(want.values())[name] for name in ORDER}
     assert counts["exceeding"] >= 1
+
+
+@checks("Stack status", "Stacks by status", "Open alerts")
+def test_overview_at_any_time(scenario: Scenario) -> None:
+    """Every half hour of the scenario, two days after it (no reading in the last day) and
+    40 days after (only the stacks whose alerts are still open remain)."""
+    stops = [T0 + timedelta(minutes=m) for m in range(30, 260, 30)]
+    for stop in [*stops, END + timedelta(days=2), END + timedelta(days=40)]:
+        want = expected_status(scenario, stop)
+        rows = scenario.query(panel("Stack status"), stop=stop)
+        assert {r["stack"]: r["status"] for r in rows} == want, stop
+        (counts,) = scenario.query(panel("Stacks by status"), stop=stop)
+        assert counts == {name: Counter(want.values())[name] for name in ORDER}, stop
+        open_rows = scenario.query(panel("Open alerts"), stop=stop)
+        assert {r["alert_id"] for r in open_rows} == set(open_at(scenario.events, stop)), stop
+    assert want == {"jy-cement-2-s1": "offline", "jy-steel-3-s1": "offline"}
 
 
 @checks("Stack status")
@@ -231,12 +279,11 @@ def test_overview_alerts_opened_per_hour(scenario: Scenario) -> None:
     want: Counter[tuple[str, datetime]] = Counter()
     for e in scenario.events:
         if e.event is AlertEventType.OPENED:
-            hour_end = e.at.replace(minute=0, second=0) + timedelta(hours=1)  # aggregateWindow stamps the stop
-            want[(e.kind.value, hour_end if e.at.minute or e.at.second else e.at)] += 1
+            # aggregateWindow stamps each hour [h, h+1) with its end
+            want[(e.kind.value, e.at.replace(minute=0, second=0) + timedelta(hours=1))] += 1
     rows = scenario.query(panel("Alerts opened per hour"))
-    got = {(r["kind"], r["_time"]): r["_value"] for r in rows}
-    assert sum(got.values()) == sum(want.values()) == len([e for e in scenario.events if e.event == "opened"])
-    assert {k for k, _ in got} == {k for k, _ in want}
+    assert {(r["kind"], r["_time"]): r["_value"] for r in rows} == dict(want)
+    assert sum(want.values()) == len([e for e in scenario.events if e.event == "opened"])
 
 
 # -- stack detail ------------------------------------------------------------------------------------------------
@@ -282,6 +329,21 @@ def test_stack_minute_series_are_the_readings(scenario: Scenario) -> None:
             want = sorted(r.values[name].value for r in scenario.readings if r.stack == "jy-power-2-s1")
             got = sorted(r["_value"] for r in rows if r["_field"] == name)
             assert got == pytest.approx(want), (title, name)
+
+
+@checks("Raw concentrations")
+def test_stack_series_average_over_the_display_interval(scenario: Scenario) -> None:
+    rows = scenario.query(panel("Raw concentrations"), stack="jy-power-1-s1", window=timedelta(minutes=10))
+    got = {r["_time"]: r["_value"] for r in rows if r["_field"] == "so2"}
+    windows: dict[datetime, list[float]] = defaultdict(list)
+    for r in scenario.readings:
+        if r.stack == "jy-power-1-s1":
+            t = r.event_time
+            windows[t.replace(minute=t.minute - t.minute % 10, second=0) + timedelta(minutes=10)].append(
+                r.values["so2"].value
+            )
+    assert got == pytest.approx({t: sum(v) / len(v) for t, v in windows.items()})
+    assert len(got) == 25
 
 
 @checks("Data flags")
@@ -338,12 +400,10 @@ def test_compliance_exceeding_hours_by_day(scenario: Scenario) -> None:
 def test_days_and_months_are_beijing_time(scenario: Scenario) -> None:
     """Hours starting 15:00 and 16:00 UTC on 31 January are 23:00 on the 31st and 00:00 on
     1 February in Beijing: two days, two months."""
-    import uuid
-
     from influxdb_client import Point, WritePrecision
     from influxdb_client.client.write_api import SYNCHRONOUS
 
-    ns = f"tz{uuid.uuid4().hex[:8]}"
+    ns = f"tz{scenario.ns}"  # deleted with the scenario's points
     points = [
         Point("hourly").tag("ns", ns).tag("enterprise", "jy-steel-1").tag("stack", "jy-steel-1-s1")
         .tag("district", "d").tag("industry", "steel_sinter").tag("parameter", "so2").tag("status", "valid")
@@ -413,8 +473,32 @@ def test_compliance_emissions(scenario: Scenario) -> None:
 
 
 # -- data quality --------------------------------------------------------------------------------------------------
-def _episode_rows(s: Scenario, title: str) -> dict[str, tuple[datetime, datetime | None]]:
-    return {r["alert_id"]: (r["start"], r["end"]) for r in s.query(panel(title))}
+def _episode_rows(s: Scenario, title: str, **kw: Any) -> dict[str, Episode]:
+    return {r["alert_id"]: Episode(r["start"], r.get("end"), r["minutes"]) for r in s.query(panel(title), **kw)}
+
+
+EPISODE_PANELS = {
+    "Data gaps": {AlertKind.DATA_GAP},
+    "Falsification signs": {AlertKind.FLATLINE, AlertKind.ZS_MISMATCH, AlertKind.LIMIT_HUGGING, AlertKind.INVALID_MARK},
+    "Bypass episodes": {AlertKind.BYPASS},
+}
+
+
+@checks(*EPISODE_PANELS)
+def test_episodes_over_any_range(scenario: Scenario) -> None:
+    """Ranges that start before, inside and after episodes, ending at every 10 minutes: open
+    episodes without any resolved one, resolved ones only, episodes begun before the range."""
+    checked = Counter[str]()
+    for end_min in range(10, 260, 10):
+        stop = T0 + timedelta(minutes=end_min)
+        for length in (None, timedelta(minutes=30)):
+            start = T0 - timedelta(hours=1) if length is None else stop - length
+            for title, kinds in EPISODE_PANELS.items():
+                want = episodes(scenario.events, kinds, start, stop)
+                got = _episode_rows(scenario, title, start=start, stop=stop)
+                assert got == want, (title, start, stop)
+                checked[title] += bool(want)
+    assert all(checked[t] > 5 for t in EPISODE_PANELS), checked
 
 
 @checks("Data gaps")
@@ -462,11 +546,11 @@ def test_valid_hours(scenario: Scenario) -> None:
 def test_bypass_episodes_with_their_signals(scenario: Scenario) -> None:
     bypass = [e for e in scenario.events if e.kind is AlertKind.BYPASS]
     rows = scenario.query(panel("Bypass episodes"))
-    assert {r["alert_id"]: (r["start"], r["end"]) for r in rows} == episodes(bypass, {AlertKind.BYPASS})
+    assert _episode_rows(scenario, "Bypass episodes") == episodes(bypass, {AlertKind.BYPASS})
     latest = {e.alert_id: e for e in bypass if e.event is not AlertEventType.RESOLVED}
     for r in rows:
         e = latest[r["alert_id"]]
-        assert r["confidence"] == e.evidence["confidence"]
+        assert r["confidence"] == max(x.evidence["confidence"] for x in bypass if x.alert_id == e.alert_id)
         assert r["signals"] == ", ".join(e.evidence["signals"])
     by_stack = {r["stack"]: r for r in rows}
     assert by_stack["jy-coke-1-s1"]["signals"] == "damper_open" and by_stack["jy-coke-1-s1"]["minutes"] == 20
