@@ -374,7 +374,7 @@ def simulate(
     if publish:
         console.print(
             f"done: sent {counters.sent:,} in {elapsed:.1f}s ({counters.sent / max(elapsed, 1e-9):,.0f}/s), "
-            f"acknowledged {counters.acked:,}, errors {counters.errors:,}"
+            f"acknowledged {counters.acked:,}, errors {counters.errors:,}, reconnects {counters.reconnects:,}"
         )
     else:
         console.print(f"done: wrote {out} in {elapsed:.1f}s")

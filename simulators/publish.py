@@ -46,7 +46,8 @@ class AsyncSink(Protocol):
 class Counters:
     sent: int = 0
     acked: int = 0
-    errors: int = 0
+    errors: int = 0  # messages refused or lost
+    reconnects: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -64,9 +65,10 @@ class _AckCounter(PersistentStorage):  # type: ignore[misc]  # gmqtt has no type
         self.done = 0
 
     def remove_message_by_mid(self, mid: int) -> None:
+        if mid in self._messages:  # a PUBACK for a packet still waiting for it
+            self.done += 1
+            self.counters.acked += 1
         super().remove_message_by_mid(mid)
-        self.done += 1
-        self.counters.acked += 1
 
     def clear(self) -> None:
         lost = len(self.get_all())
@@ -86,12 +88,15 @@ class _Batch:
     def write(self, data: bytes) -> None:
         self.parts.append(data)
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write the collected packets at once; how many there were."""
+        n = len(self.parts)
         if self.parts:
             data = b"".join(self.parts)
             self.parts.clear()
             if not self.transport.is_closing():
                 self.transport.write(data)
+        return n
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
@@ -103,21 +108,43 @@ class _Connection:
     acks: _AckCounter
     sent: int = 0
     batch: _Batch | None = None
+    #: packets written through batches and the writes that took them (packets / writes > 1)
+    batched_packets: int = 0
+    batch_writes: int = 0
 
     @property
     def pending(self) -> int:
         return self.sent - self.acks.done
 
+    def _protocol(self) -> Any:
+        return getattr(getattr(self.client, "_connection", None), "_protocol", None)
+
     def flush(self) -> None:
         """Write the batch, and batch the next one: gmqtt 0.8 writes each PUBLISH through its
         protocol's ``_transport``, which a reconnect replaces; without it, packets go one by one."""
-        if self.batch is not None:
-            self.batch.flush()
-        protocol: Any = getattr(getattr(self.client, "_connection", None), "_protocol", None)
+        self._write_batch()
+        protocol = self._protocol()
         transport = getattr(protocol, "_transport", None)
         if isinstance(transport, asyncio.Transport):
             self.batch = _Batch(transport)
             protocol._transport = self.batch
+
+    def _write_batch(self) -> None:
+        if self.batch is not None and (n := self.batch.flush()):
+            self.batched_packets += n
+            self.batch_writes += 1
+
+    def unbatch(self) -> None:
+        """Write what is batched and give the protocol its transport back (for DISCONNECT)."""
+        batch: _Batch | None = self.batch
+        if batch is None:
+            return
+        real: asyncio.Transport = batch.transport
+        self._write_batch()
+        protocol: Any = self._protocol()
+        if protocol is not None and getattr(protocol, "_transport", None) is batch:
+            protocol._transport = real
+        self.batch = None
 
 
 class MqttSink:
@@ -138,12 +165,14 @@ class MqttSink:
         counters: Counters,
         client_prefix: str = "sim",
         window: int = 20_000,
+        stall_s: float = 30.0,
     ) -> None:
         self.host, self.port = host, port
         self.passwords = passwords
         self.counters = counters
         self.prefix = client_prefix
         self.window = window
+        self.stall_s = stall_s
         self.connections: dict[str, _Connection] = {}
         self._closing = False
 
@@ -153,7 +182,9 @@ class MqttSink:
 
     async def _connect(self, account: str) -> None:
         acks = _AckCounter(self.counters)
-        client = gmqtt.Client(f"{self.prefix}-{account}", persistent_storage=acks)
+        # a persistent session: after a reconnect the broker still knows the session and gmqtt
+        # resends what was not acknowledged (QoS 1 is at least once across reconnects too)
+        client = gmqtt.Client(f"{self.prefix}-{account}", clean_session=False, persistent_storage=acks)
         client.set_auth_credentials(account, self.passwords(account))
         client.on_disconnect = self._disconnected
         try:
@@ -168,7 +199,7 @@ class MqttSink:
 
     def _disconnected(self, client: gmqtt.Client, packet: object, exc: BaseException | None = None) -> None:
         if not self._closing:
-            self.counters.errors += 1
+            self.counters.reconnects += 1  # gmqtt reconnects by itself and resends
 
     def send(self, msg: Message) -> None:
         conn = self.connections.get(msg.enterprise)
@@ -183,19 +214,35 @@ class MqttSink:
         self.counters.sent += 1
 
     async def flush(self) -> None:
+        """Write every batch; hold while a connection has more than ``window`` messages without
+        acknowledgement, and give up (naming them) if no acknowledgement comes for ``stall_s``."""
         for conn in self.connections.values():
             conn.flush()
         await asyncio.sleep(0)
-        while any(c.pending > self.window for c in self.connections.values()):
+        acked, since = self.counters.acked, time.monotonic()
+        while waiting := [a for a, c in self.connections.items() if c.pending > self.window]:
+            if self.counters.acked != acked:
+                acked, since = self.counters.acked, time.monotonic()
+            elif time.monotonic() - since > self.stall_s:
+                pending = sum(self.connections[a].pending for a in waiting)
+                raise InfrastructureError(
+                    f"MQTT broker mqtt://{self.host}:{self.port} acknowledged nothing for {self.stall_s:g}s; "
+                    f"waiting: {', '.join(waiting[:5])} ({pending:,} messages)"
+                )
             await asyncio.sleep(0.001)
 
     async def aclose(self, timeout_s: float = 60) -> None:
+        """Wait up to ``timeout_s`` for the last acknowledgements (what never comes counts as
+        errors), then disconnect cleanly."""
         for conn in self.connections.values():
             conn.flush()
         deadline = time.monotonic() + timeout_s
         while any(c.pending for c in self.connections.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        self.counters.errors += sum(c.pending for c in self.connections.values())
         self._closing = True
+        for conn in self.connections.values():
+            conn.unbatch()
         await asyncio.gather(*(c.client.disconnect() for c in self.connections.values()))
 
 
@@ -334,6 +381,7 @@ async def _run(
                 progress(
                     f"event time {t.isoformat()}  stacks {len(fleet.devices):,}  sent {counters.sent:,} "
                     f"({rate:,.0f}/s)  acked {counters.acked:,}  errors {counters.errors:,}"
+                    + (f"  reconnects {counters.reconnects:,}" if counters.reconnects else "")
                 )
                 last_report, last_sent = now, counters.sent
     finally:
