@@ -61,7 +61,8 @@ STACK_LINK = column_override(
     links=[
         {
             "title": "Stack detail",
-            "url": "/d/cems-stack/stack-detail?var-ns=${ns}&var-stack=${__value.text}&${__url_time_range}",
+            "url": "/d/cems-stack/stack-detail?var-ns=${ns}&var-stack=${__value.text:percentencode}"
+            "&${__url_time_range}",
         }
     ],
 )
@@ -364,13 +365,8 @@ def compliance() -> Dashboard:
                 "Share of judged hours (some parameter valid) in which no parameter exceeded, per month. Steel "
                 "ultra-low emission requires at least 95 %; other industries are expected to have no exceeding hour.",
                 overrides=[
-                    column_override(
-                        "compliant_pct",
-                        unit="percent",
-                        decimals=1,
-                        thresholds=thresholds((None, "red"), (95, "orange"), (100, "green")),
-                        **{"custom.cellOptions": {"type": "color-background"}},
-                    ),
+                    # the target depends on the industry: the `meets` column carries the colour
+                    column_override("compliant_pct", unit="percent", decimals=1),
                     colored_cells("meets", {"true": "green", "false": "red"}),
                 ],
                 width=12,
