@@ -288,7 +288,13 @@ def stack_detail() -> Dashboard:
                 unit="percent",
                 width=8,
             ),
-            _series("Flow", flux.reading_fields(("flow",)), "Flue gas flow (m3/h); it follows the load.", width=8),
+            _series(
+                "Flow",
+                flux.reading_fields(("flow",)),
+                "Flue gas flow (m3/s); it follows the load.",
+                unit="flowcms",
+                width=8,
+            ),
             _series(
                 "Temperature",
                 flux.reading_fields(("temperature",)),
@@ -485,10 +491,27 @@ def bypass_watch() -> Dashboard:
                 ],
             ),
             _series(
-                "Bypass instruments",
-                flux.bypass_signals(where),
-                "Damper position (%), bypass duct flow and temperature, where the stack has them.",
-                width=24,
+                "Bypass damper position",
+                flux.bypass_signal(where, "bypass_damper"),
+                "Bypass damper opening (%), per stack that has a damper signal; open >= 10 % for 3 minutes "
+                "is a measured bypass.",
+                unit="percent",
+                width=8,
+            ),
+            _series(
+                "Bypass duct flow",
+                flux.bypass_signal(where, "bypass_flow"),
+                "Flow in the bypass duct (m3/s), per stack that has a meter there; >= 1 m3/s for 3 minutes "
+                "is a measured bypass.",
+                unit="flowcms",
+                width=8,
+            ),
+            _series(
+                "Bypass duct temperature",
+                flux.bypass_signal(where, "bypass_temperature"),
+                "Temperature in the bypass duct; hot (>= 80 C) means flue gas passes.",
+                unit="celsius",
+                width=8,
             ),
         ],
     )

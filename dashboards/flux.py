@@ -469,14 +469,16 @@ from(bucket: {BUCKET})
 """
 
 
-def bypass_signals(where: str) -> str:
+def bypass_signal(where: str, field: str) -> str:
+    """One bypass instrument (``bypass_damper``, ``bypass_flow``, ``bypass_temperature``), per
+    stack: the highest value in each display interval, so a short opening is not averaged away."""
     return f"""
 from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
-  |> filter(fn: (r) => r._measurement == "reading" and {where})
-  |> filter(fn: (r) => r._field == "bypass_damper" or r._field == "bypass_flow" or r._field == "bypass_temperature")
-  |> group(columns: ["stack", "_field"])
+  |> filter(fn: (r) => r._measurement == "reading" and {where} and r._field == "{field}")
   |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)
+  |> group(columns: ["stack", "_field"])
+  |> sort(columns: ["_time"])
 """
 
 
