@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from contracts.errors import CemsError, InfrastructureError
+
+if TYPE_CHECKING:
+    from streams.settings import StreamSettings
 
 app = typer.Typer(help="CEMS alerting: ingest, detection, storage and local infrastructure.", no_args_is_help=True)
 infra_app = typer.Typer(help="Real Mosquitto, Kafka (KRaft) and InfluxDB 2 on loopback, for development and tests.")
@@ -25,6 +29,14 @@ app.add_typer(dashboards_app, name="dashboards")
 
 console = Console()
 err = Console(stderr=True)
+
+RegistryOption = Annotated[
+    Path | None, typer.Option(help="device registry YAML (default: CEMS_REGISTRY or the sample)")
+]
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(help="Kafka topic namespace, also the `ns` tag in InfluxDB (default: CEMS_TOPIC_NAMESPACE or cems)"),
+]
 
 ServerNames = Annotated[
     list[str] | None, typer.Argument(help="mosquitto, kafka, influxdb (default: all)", show_default=False)
@@ -108,13 +120,11 @@ def topics_ensure() -> None:
 
 @app.command("gateway")
 def gateway(
-    registry: Annotated[
-        Path | None, typer.Option(help="device registry YAML (default: CEMS_REGISTRY or the sample)")
-    ] = None,
+    registry: RegistryOption = None,
     tcp_port: Annotated[int | None, typer.Option(help="HJ 212 TCP listener port, 0 = off (default 9212)")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 9464)")] = None,
     client_id: Annotated[str | None, typer.Option(help="stable MQTT client id of this instance")] = None,
-    namespace: Annotated[str | None, typer.Option(help="Kafka topic namespace (default cems)")] = None,
+    namespace: NamespaceOption = None,
     share_group: Annotated[
         str | None, typer.Option(help="MQTT shared-subscription group; instances in one group split the load")
     ] = None,
@@ -135,19 +145,16 @@ def gateway(
     from ingest.settings import GatewaySettings
 
     setup_logging(log_level)
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "registry": registry,  # GatewaySettings reads CEMS_REGISTRY itself
-            "gateway_tcp_port": tcp_port,
-            "gateway_metrics_port": metrics_port,
-            "gateway_client_id": client_id,
-            "topic_namespace": namespace,
-            "gateway_share_group": share_group,
-        }.items()
-        if v is not None
-    }
-    settings = GatewaySettings(**overrides)
+    settings = GatewaySettings(
+        **_given(
+            registry=registry,  # GatewaySettings reads CEMS_REGISTRY itself
+            gateway_tcp_port=tcp_port,
+            gateway_metrics_port=metrics_port,
+            gateway_client_id=client_id,
+            topic_namespace=namespace,
+            gateway_share_group=share_group,
+        )
+    )
     password = (
         settings.mqtt_password.get_secret_value()
         if settings.mqtt_password
@@ -163,7 +170,7 @@ def gateway(
 
 @app.command("worker")
 def worker(
-    namespace: Annotated[str | None, typer.Option(help="Kafka topic namespace (default cems)")] = None,
+    namespace: NamespaceOption = None,
     app_id: Annotated[str | None, typer.Option(help="Faust application id (consumer group, table names)")] = None,
     watermark: Annotated[str | None, typer.Option(help="live (default) or event")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
@@ -177,12 +184,7 @@ def worker(
     from streams.detector import create_app
     from streams.settings import StreamSettings
 
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {"topic_namespace": namespace, "worker_app_id": app_id, "watermark": watermark}.items()
-        if v is not None
-    }
-    settings = StreamSettings(**overrides)
+    settings = StreamSettings(**_given(topic_namespace=namespace, worker_app_id=app_id, watermark=watermark))
     try:
         ensure_topics(settings.bootstrap, topics(settings.topic_namespace).all())
         faust_app = create_app(settings)
@@ -194,7 +196,7 @@ def worker(
 
 @app.command("sink")
 def sink(
-    namespace: Annotated[str | None, typer.Option(help="Kafka topic namespace (default cems)")] = None,
+    namespace: NamespaceOption = None,
     group: Annotated[str | None, typer.Option(help="Kafka consumer group of the sink")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
@@ -210,8 +212,7 @@ def sink(
     from streams.settings import StreamSettings
 
     setup_logging(log_level)
-    overrides: dict[str, Any] = {k: v for k, v in {"topic_namespace": namespace, "sink_group": group}.items() if v}
-    settings = StreamSettings(**overrides)
+    settings = StreamSettings(**_given(topic_namespace=namespace, sink_group=group))
     token = _influx_token(settings)
     topic_set = topics(settings.topic_namespace)
     try:
@@ -233,7 +234,7 @@ def sink(
 
 @app.command("run")
 def run(
-    namespace: Annotated[str | None, typer.Option(help="Kafka topic namespace (default cems)")] = None,
+    namespace: NamespaceOption = None,
     simulate: Annotated[
         str | None, typer.Option(help="also run the simulated fleet with this scenario (e.g. demo)")
     ] = None,
@@ -251,8 +252,7 @@ def run(
     from streams.settings import StreamSettings
 
     ns = ["--namespace", namespace] if namespace else []
-    overrides: dict[str, Any] = {"topic_namespace": namespace} if namespace else {}
-    settings = StreamSettings(**overrides)
+    settings = StreamSettings(**_given(topic_namespace=namespace))
     services = [
         Service("gateway", ["gateway", *ns], ready_marker=b'"gateway running"'),
         Service("worker", ["worker", *ns], ready_marker=b"[^Worker]: Ready"),
@@ -274,9 +274,7 @@ def simulate(
         str,
         typer.Option(help="scenario name (simulators/scenarios: baseline, faults, limit-hugging, demo) or YAML file"),
     ] = "baseline",
-    registry: Annotated[
-        Path | None, typer.Option(help="device registry YAML (default: CEMS_REGISTRY or the sample)")
-    ] = None,
+    registry: RegistryOption = None,
     protocol: Annotated[
         str, typer.Option(help="registry (each device as registered), json, hj212 (over MQTT) or hj212-tcp")
     ] = "registry",
@@ -308,7 +306,7 @@ def simulate(
       cems simulate --count 10000 --step-s 1 --duration-min 2 --speed 1
     """
     import json
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, timedelta
 
     from cems.infra.secrets import SecretStore
     from cems.infra.settings import InfraSettings
@@ -331,9 +329,7 @@ def simulate(
     minutes = duration_min or sc.duration_min
     step = timedelta(seconds=step_s)
     if start is not None:
-        t0 = datetime.fromisoformat(start)
-        if t0.tzinfo is None:
-            raise typer.BadParameter("give a time zone, e.g. 2026-03-02T08:00:00+08:00", param_hint="--start")
+        t0 = _aware_time(start, "--start")
     else:
         # end at (about) now: accelerated runs replay the recent past, real time starts now
         lead = timedelta(minutes=minutes) if publish and speed > 1 else timedelta(0)
@@ -396,9 +392,7 @@ def contracts_schema(
 @app.command("replay")
 def replay(
     inputs: Annotated[list[Path], typer.Argument(help="files of HJ 212 packets or JSON readings, one per line")],
-    registry: Annotated[
-        Path | None, typer.Option(help="device registry YAML (default: CEMS_REGISTRY or the sample)")
-    ] = None,
+    registry: RegistryOption = None,
     out: Annotated[Path | None, typer.Option(help="write alert events here (JSON lines); default stdout")] = None,
     hourly_out: Annotated[Path | None, typer.Option(help="also write hourly averages here (JSON lines)")] = None,
     rules: Annotated[Path | None, typer.Option(help="rule settings YAML (default: built-in settings)")] = None,
@@ -412,9 +406,7 @@ def replay(
             help="also write readings, hourly averages and alerts to InfluxDB (CEMS_INFLUXDB_*), for the dashboards"
         ),
     ] = False,
-    namespace: Annotated[
-        str | None, typer.Option(help="the ns tag of what --influx writes (default: CEMS_TOPIC_NAMESPACE or cems)")
-    ] = None,
+    namespace: NamespaceOption = None,
 ) -> None:
     """Run the detection rules over historical data, in event-time order, for audits.
 
@@ -451,8 +443,7 @@ def replay(
         from cems.replay import write_influx
         from streams.settings import StreamSettings
 
-        ns_override: dict[str, Any] = {"topic_namespace": namespace} if namespace else {}
-        settings = StreamSettings(**ns_override)
+        settings = StreamSettings(**_given(topic_namespace=namespace))
         try:
             written = write_influx(
                 data, result, reg, namespace=settings.topic_namespace, url=settings.influx_url,
@@ -491,7 +482,7 @@ def dashboards_verify(
     start: Annotated[str | None, typer.Option(help="range start, ISO 8601 with time zone")] = None,
     stop: Annotated[str | None, typer.Option(help="range end, ISO 8601 with time zone (default now)")] = None,
     stack: Annotated[str, typer.Option(help="the Stack variable of the stack detail board")] = "jy-power-1-s1",
-    namespace: Annotated[str | None, typer.Option(help="the ns tag (default: CEMS_TOPIC_NAMESPACE or cems)")] = None,
+    namespace: NamespaceOption = None,
 ) -> None:
     """Run every panel, variable and annotation query of every dashboard against InfluxDB, as
     Grafana would send it (variables "All", a one-minute interval), and show the rows each
@@ -499,7 +490,7 @@ def dashboards_verify(
 
     Example: cems dashboards verify --start 2026-01-05T00:00:00+00:00 --stop 2026-01-05T04:00:00+00:00
     """
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, timedelta
 
     from influxdb_client import InfluxDBClient
 
@@ -507,16 +498,9 @@ def dashboards_verify(
     from dashboards.verify import default_values, run_all
     from streams.settings import StreamSettings
 
-    def when(text: str, option: str) -> datetime:
-        t = datetime.fromisoformat(text)
-        if t.tzinfo is None:
-            raise typer.BadParameter("give a time zone, e.g. 2026-03-02T08:00:00+08:00", param_hint=option)
-        return t
-
-    ns_override: dict[str, Any] = {"topic_namespace": namespace} if namespace else {}
-    settings = StreamSettings(**ns_override)
-    end = when(stop, "--stop") if stop else datetime.now(UTC)
-    begin = when(start, "--start") if start else end - timedelta(hours=hours)
+    settings = StreamSettings(**_given(topic_namespace=namespace))
+    end = _aware_time(stop, "--stop") if stop else datetime.now(UTC)
+    begin = _aware_time(start, "--start") if start else end - timedelta(hours=hours)
     with InfluxDBClient(url=settings.influx_url, token=_influx_token(settings), org=settings.influxdb_org) as client:
         results = run_all(
             client, Range(begin, end), default_values(settings.topic_namespace, stack),
@@ -534,7 +518,21 @@ def dashboards_verify(
         raise typer.Exit(1)
 
 
-def _influx_token(settings: Any) -> str:
+def _given(**options: Any) -> dict[str, Any]:
+    """The command's options that were given, as settings overrides (the rest come from the
+    environment and the defaults)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _aware_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time option, which must say its time zone."""
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2026-03-02T08:00:00+08:00", param_hint=option)
+    return t
+
+
+def _influx_token(settings: StreamSettings) -> str:
     """The InfluxDB token: CEMS_INFLUXDB_TOKEN, else the one `cems infra up` generated."""
     from cems.infra.secrets import SecretStore
     from cems.infra.settings import InfraSettings
