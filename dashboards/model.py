@@ -14,6 +14,8 @@ from typing import Any
 DATASOURCE = {"type": "influxdb", "uid": "cems-influxdb"}
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
+#: what "All" stands for in `=~ /^${x:regex}$/` (Grafana uses a custom all value unescaped)
+ALL_VALUE = ".*"
 
 Json = dict[str, Any]
 
@@ -94,8 +96,7 @@ class Variable:
             "hide": 0,
         }
         if self.include_all:
-            # a regular expression matching anything, used unescaped in `=~ /^${x:regex}$/`
-            out["allValue"] = ".*"
+            out["allValue"] = ALL_VALUE
             out["current"] = (
                 {"text": ["All"], "value": ["$__all"]} if self.multi else {"text": "All", "value": "$__all"}
             )

@@ -10,6 +10,7 @@ from influxdb_client import InfluxDBClient
 
 from .boards import all_dashboards
 from .grafana import ALL, Range, render
+from .model import ALL_VALUE
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def run_all(
     bucket: str,
     org: str,
 ) -> list[QueryResult]:
-    all_values = {"district": ".*", "industry": ".*", "enterprise": ".*"}
+    all_values = {v.name: ALL_VALUE for b in all_dashboards() for v in b.variables if v.query and v.include_all}
     results = []
     for board, item, query in board_queries():
         text = render(query, time_range, values, bucket=bucket, org=org, all_values=all_values)
