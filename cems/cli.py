@@ -118,6 +118,18 @@ def topics_ensure() -> None:
     console.print(table)
 
 
+def _shard_option(value: str | None) -> dict[str, int]:
+    if value is None:
+        return {}
+    try:
+        shard, shards = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"--shard {value!r}: expected I/N, e.g. 0/2") from None
+    if not 0 <= shard < shards:
+        raise typer.BadParameter(f"--shard {value!r}: I must be in 0..N-1")
+    return {"gateway_shard": shard, "gateway_shards": shards}
+
+
 @app.command("gateway")
 def gateway(
     registry: RegistryOption = None,
@@ -125,8 +137,9 @@ def gateway(
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 9464)")] = None,
     client_id: Annotated[str | None, typer.Option(help="stable MQTT client id of this instance")] = None,
     namespace: NamespaceOption = None,
-    share_group: Annotated[
-        str | None, typer.Option(help="MQTT shared-subscription group; instances in one group split the load")
+    shard: Annotated[
+        str | None,
+        typer.Option(help="I/N: this instance takes shard I (0-based) of N; each shard needs its own --client-id"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
@@ -152,7 +165,7 @@ def gateway(
             gateway_metrics_port=metrics_port,
             gateway_client_id=client_id,
             topic_namespace=namespace,
-            gateway_share_group=share_group,
+            **_shard_option(shard),
         )
     )
     password = (

@@ -89,6 +89,8 @@ class Reading(_Frozen):
     received_at: AwareDatetime
     #: HJ 212 QN when the reading came as a packet
     qn: str | None = None
+    #: sent by the device in answer to the gateway's request for a period it missed (backfill)
+    backfilled: bool = False
 
     @property
     def dedup_key(self) -> str:
@@ -141,6 +143,9 @@ class RejectReason(StrEnum):
     NON_FINITE = "non_finite"
     OUT_OF_RANGE = "out_of_range"
     DUPLICATE = "duplicate"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    #: the gateway failed on this input in a way nobody foresaw: a bug, kept with the exception type
+    INTERNAL_ERROR = "internal_error"
 
 
 class DeadLetter(_Frozen):
@@ -150,8 +155,13 @@ class DeadLetter(_Frozen):
     #: where it came from: ``mqtt:<topic>`` or ``tcp:<peer>``
     origin: str
     received_at: AwareDatetime
-    payload_text: str = Field(description="the payload decoded as UTF-8 with bad bytes escaped")
-    payload_b64: str = Field(description="the exact payload bytes, base64")
+    payload_text: str = Field(description="the payload (or its first bytes) decoded as UTF-8 with bad bytes escaped")
+    payload_b64: str = Field(description="the exact payload bytes (or its first bytes), base64")
+    payload_size: int | None = Field(default=None, description="the payload's length in bytes")
+    payload_sha256: str | None = Field(default=None, description="hex SHA-256 of the whole payload")
+    payload_truncated: bool = Field(
+        default=False, description="true when only the first bytes are kept (the payload was too large)"
+    )
     enterprise: str | None = None
     stack: str | None = None
     mn: str | None = None

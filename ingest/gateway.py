@@ -11,6 +11,7 @@ good makes the gateway stop (``failed`` is set) without acknowledging anything m
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import time
@@ -31,6 +32,18 @@ log = logging.getLogger("cems.gateway")
 
 Ack = Callable[[], None]
 Answer = Callable[[bytes], None]
+
+#: the largest payload the gateway reads (a reading is under 2 KB; an HJ 212 packet under 10 KB)
+MAX_PAYLOAD_BYTES = 64 * 1024
+#: what a dead letter keeps of a payload over the limit (with its size and SHA-256)
+DEAD_LETTER_EXCERPT_BYTES = 1024
+#: an MQTT topic may be 65,535 bytes long: a dead letter keeps its beginning
+ORIGIN_MAX_CHARS = 512
+DETAIL_MAX_CHARS = 2000
+
+
+def _no_ack() -> None:
+    """HJ 212 over TCP has no acknowledgement but the answer packet."""
 
 
 class Sink(Protocol):
@@ -54,7 +67,9 @@ class Gateway:
         sink: Sink,
         dedup: DedupCache,
         clock: Callable[[], datetime],
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     ) -> None:
+        self.max_payload_bytes = max_payload_bytes
         self.validator = validator
         self.sink = sink
         self.dedup = dedup
@@ -68,6 +83,37 @@ class Gateway:
     def handle_mqtt(self, topic: str, payload: bytes, ack: Ack, answer: Answer) -> None:
         """A message from MQTT; ``answer`` publishes an HJ 212 answer to the device's ack topic."""
         origin = f"mqtt:{topic}"
+        self._guarded(origin, payload, ack, lambda: self._handle_mqtt(topic, origin, payload, ack, answer))
+
+    def handle_tcp(self, peer: str, payload: bytes, answer: Answer) -> None:
+        """A packet pushed over a TCP socket by a legacy device."""
+        origin = f"tcp:{peer}"
+        self._guarded(
+            origin,
+            payload,
+            _no_ack,
+            lambda: self._handle_packet(payload, origin, Source.TCP_HJ212, None, _no_ack, answer),
+        )
+
+    # -- internals ------------------------------------------------------------------------------
+    def _guarded(self, origin: str, payload: bytes, ack: Ack, handle: Callable[[], None]) -> None:
+        """Whatever arrives ends as a reading or a dead letter, and the next message is handled:
+        a payload over the size limit is refused unread, and an exception nobody foresaw
+        becomes an ``internal_error`` dead letter (with the exception type) and a metric."""
+        if len(payload) > self.max_payload_bytes:
+            detail = f"{len(payload):,} bytes (at most {self.max_payload_bytes:,})"
+            self._refuse(Rejected(RejectReason.PAYLOAD_TOO_LARGE, detail), origin, payload, _Pending([ack]))
+            return
+        try:
+            handle()
+        except Exception as exc:  # the point: no input may stop ingest
+            kind = type(exc).__name__
+            metrics.INTERNAL_ERRORS.labels(kind).inc()
+            log.exception("internal error on input", extra={"origin": origin, "error_type": kind})
+            detail = f"{kind}: {exc}"[:500]
+            self._refuse(Rejected(RejectReason.INTERNAL_ERROR, detail), origin, payload, _Pending([ack]))
+
+    def _handle_mqtt(self, topic: str, origin: str, payload: bytes, ack: Ack, answer: Answer) -> None:
         try:
             address = parse_topic(topic)
         except Rejected as rej:
@@ -84,11 +130,6 @@ class Gateway:
             return
         self._accept(reading, origin, payload, _Pending([ack]))
 
-    def handle_tcp(self, peer: str, payload: bytes, answer: Answer) -> None:
-        """A packet pushed over a TCP socket by a legacy device."""
-        self._handle_packet(payload, f"tcp:{peer}", Source.TCP_HJ212, None, lambda: None, answer)
-
-    # -- internals ------------------------------------------------------------------------------
     def _handle_packet(
         self,
         payload: bytes,
@@ -158,13 +199,17 @@ class Gateway:
 
     def _refuse(self, rej: Rejected, origin: str, payload: bytes, pending: _Pending) -> None:
         metrics.REJECTED.labels(rej.reason.value).inc()
+        kept = payload if len(payload) <= self.max_payload_bytes else payload[:DEAD_LETTER_EXCERPT_BYTES]
         letter = DeadLetter(
             reason=rej.reason,
-            detail=rej.detail,
-            origin=origin,
+            detail=rej.detail[:DETAIL_MAX_CHARS],
+            origin=origin[:ORIGIN_MAX_CHARS],
             received_at=self.clock(),
-            payload_text=payload.decode("utf-8", errors="backslashreplace"),
-            payload_b64=base64.b64encode(payload).decode(),
+            payload_text=kept.decode("utf-8", errors="backslashreplace"),
+            payload_b64=base64.b64encode(kept).decode(),
+            payload_size=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+            payload_truncated=len(kept) < len(payload),
             enterprise=rej.enterprise,
             stack=rej.stack,
             mn=rej.mn,

@@ -76,6 +76,9 @@ class KafkaSink:
                 return
             except BufferError:  # local queue full: wait for deliveries to drain it
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # refused before sending (e.g. too large): the caller decides
+                on_done(exc)
+                return
 
     def flush(self, timeout_s: float | None = None) -> None:
         remaining = self._producer.flush(-1 if timeout_s is None else timeout_s)

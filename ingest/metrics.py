@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ACCEPTED = Counter("cems_gateway_accepted_total", "Readings accepted and confirmed by Kafka", ["source"])
 REJECTED = Counter("cems_gateway_rejected_total", "Input refused, by reason", ["reason"])
+INTERNAL_ERRORS = Counter(
+    "cems_gateway_internal_errors_total", "Input the gateway failed on unexpectedly (dead-lettered)", ["error_type"]
+)
 DUPLICATES = Counter("cems_gateway_duplicates_total", "Redelivered or resent readings dropped", ["source"])
 PRODUCE_LATENCY = Histogram(
     "cems_gateway_kafka_produce_seconds",
     "From handing a record to the producer until Kafka confirmed it",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+BROKER_STORED_MESSAGES = Gauge("cems_broker_stored_messages", "Messages the MQTT broker holds ($SYS store count)")
+BROKER_STORED_BYTES = Gauge("cems_broker_stored_bytes", "Payload bytes the MQTT broker holds ($SYS store bytes)")
+BROKER_DROPPED = Gauge(
+    "cems_broker_dropped_messages", "Messages the MQTT broker dropped since it started ($SYS publish dropped)"
 )

@@ -17,7 +17,7 @@ from contracts.topics import topics
 from .dedup import DedupCache
 from .gateway import Gateway
 from .kafka_sink import KafkaSink, recent_dedup_keys
-from .mqtt_source import MqttSource
+from .mqtt_source import MqttSource, subscriptions
 from .settings import GatewaySettings
 from .tcp_source import TcpSource
 from .validation import ReadingValidator, ValidationSettings
@@ -35,6 +35,10 @@ class RunningGateway:
     sink: KafkaSink
     mqtt: MqttSource
     tcp: TcpSource | None
+
+    def receiving(self) -> bool:
+        """Every receive path still running."""
+        return self.mqtt.alive and (self.tcp is None or self.tcp.alive)
 
     def stop(self) -> None:
         self.mqtt.stop()
@@ -56,7 +60,7 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
         extra={"keys": len(dedup), "seconds": round(time.monotonic() - started, 2)},
     )
     sink = KafkaSink(settings.bootstrap, topic_set, client_id=settings.gateway_client_id)
-    gateway = Gateway(validator, sink, dedup, utc_now)
+    gateway = Gateway(validator, sink, dedup, utc_now, max_payload_bytes=settings.max_payload_bytes)
     if settings.gateway_metrics_port:
         start_http_server(settings.gateway_metrics_port, addr=settings.listen_host)
     tcp = None
@@ -69,8 +73,9 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
         user=settings.mqtt_user,
         password=mqtt_password,
         client_id=settings.gateway_client_id,
-        share_group=settings.gateway_share_group,
+        filters=subscriptions((e.id for e in registry.enterprises), settings.gateway_shard, settings.gateway_shards),
         handler=gateway.handle_mqtt,
+        queue_limit_bytes=settings.mqtt_queue_limit_bytes,
     )
     mqtt.start()
     log.info(
@@ -92,10 +97,15 @@ def run_gateway(settings: GatewaySettings, mqtt_password: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     running = start_gateway(settings, mqtt_password)
-    while not stop.is_set() and not running.gateway.failed.is_set():
+    while not stop.is_set() and not running.gateway.failed.is_set() and running.receiving():
         stop.wait(0.5)
     if running.gateway.failed.is_set():
         log.error("gateway stopping after a Kafka failure", extra={"error": str(running.gateway.failure)})
+        running.mqtt.stop()
+        return 1
+    if not running.receiving():
+        # a receive path died: exit non-zero so the supervisor restarts the gateway
+        log.error("gateway stopping: a receive path died", extra={"error": running.mqtt.failure or "thread ended"})
         running.mqtt.stop()
         return 1
     running.stop()

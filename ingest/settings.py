@@ -23,10 +23,16 @@ class GatewaySettings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_user: str = "cems-platform"
     mqtt_password: SecretStr | None = None  # default: the local secrets store
-    #: MQTT client id; keep it stable across restarts so the broker redelivers unacknowledged messages
+    #: MQTT client id; keep it stable across restarts so the broker redelivers unacknowledged
+    #: messages (one per shard: each shard is its own persistent session)
     gateway_client_id: str = "cems-gateway-1"
-    #: instances in the same share group split the load
-    gateway_share_group: str = "cems-gateway"
+    #: instances split the enterprises: this one takes those with crc32(id) % shards == shard
+    gateway_shard: int = 0
+    gateway_shards: int = 1
+    #: the broker's queue limit for the gateway (max_queued_bytes): a warning at half of it
+    mqtt_queue_limit_bytes: int | None = None
+    #: payloads over this are refused unread (dead letter ``payload_too_large``)
+    max_payload_bytes: int = 64 * 1024
 
     kafka_port: int = 9092
     kafka_bootstrap: str | None = None

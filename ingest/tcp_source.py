@@ -66,6 +66,10 @@ class TcpSource:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
     def start(self) -> None:
         self.thread.start()
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
 from contracts.hj212 import Hj212Error, Hj212Packet, parse_packet
 from contracts.hj212_data import KIND_BY_CN, VALUE_SUFFIX, packet_fields
-from contracts.parameters import PARAMETERS, Unit
+from contracts.parameters import PARAMETERS, Unit, nox_as_no2
 from contracts.reading import (
     DataFlag,
     DeviceMeasurement,
@@ -60,6 +62,46 @@ class Rejected(Exception):  # noqa: N818 - a verdict, not a failure of the progr
         self.enterprise = enterprise
         self.stack = stack
         self.mn = mn
+
+
+#: JSON from devices: how deep objects and arrays may nest, how long a number may be written.
+#: A reading is three levels deep; the longest number a device has reason to send is a
+#: cumulative total or a float with many decimals.
+MAX_JSON_DEPTH = 8
+MAX_JSON_NUMBER_CHARS = 40
+
+
+def _bounded_number(parse: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    def parse_bounded(text: str) -> float | int:
+        if len(text) > MAX_JSON_NUMBER_CHARS:
+            raise ValueError(f"a number written with {len(text)} characters (at most {MAX_JSON_NUMBER_CHARS})")
+        return parse(text)
+
+    return parse_bounded
+
+
+_parse_int, _parse_float = _bounded_number(int), _bounded_number(float)
+
+
+def loads_bounded(payload: bytes) -> Any:
+    """``json.loads`` for untrusted input: numbers of at most ``MAX_JSON_NUMBER_CHARS``
+    characters, nesting at most ``MAX_JSON_DEPTH`` deep. Anything else is a ``ValueError``
+    naming the limit (never an ``OverflowError`` or ``RecursionError`` later on)."""
+    try:
+        doc = json.loads(payload, parse_int=_parse_int, parse_float=_parse_float)
+    except RecursionError as exc:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    # depth of what did parse, without recursion
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+    return doc
 
 
 @dataclass(frozen=True)
@@ -120,8 +162,8 @@ class ReadingValidator:
     def from_json(self, address: TopicAddress, payload: bytes, received_at: datetime) -> Reading:
         where = {"enterprise": address.enterprise, "stack": address.stack}
         try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = loads_bounded(payload)
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise Rejected(RejectReason.MALFORMED_JSON, f"not JSON: {exc}", **where) from exc
         mn = doc.get("mn") if isinstance(doc, dict) and isinstance(doc.get("mn"), str) else None
         if isinstance(doc, dict):
@@ -152,7 +194,7 @@ class ReadingValidator:
     def from_device_json(self, payload: bytes, received_at: datetime) -> Reading:
         """A device's JSON reading without its MQTT topic (files): the MN says whose it is."""
         try:
-            mn = json.loads(payload).get("mn")
+            mn = loads_bounded(payload).get("mn")
         except (ValueError, AttributeError) as exc:
             raise Rejected(RejectReason.MALFORMED_JSON, f"not a JSON object: {exc}") from exc
         found = self._devices.get(mn) if isinstance(mn, str) else None
@@ -335,9 +377,9 @@ def _with_nox(values: dict[str, Measurement]) -> dict[str, Measurement]:
     if "nox" in values or "no" not in values or "no2" not in values:
         return values
     no, no2 = values["no"], values["no2"]
-    zs = no.zs * 46 / 30 + no2.zs if no.zs is not None and no2.zs is not None else None
+    zs = nox_as_no2(no.zs, no2.zs) if no.zs is not None and no2.zs is not None else None
     nox = Measurement(
-        value=no.value * 46 / 30 + no2.value,
+        value=nox_as_no2(no.value, no2.value),
         unit=Unit.MG_M3,
         flag=_worst_flag(no.flag, no2.flag),
         zs=zs,

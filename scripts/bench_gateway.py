@@ -101,7 +101,7 @@ def publish(infra: InfraSettings, secrets: SecretStore, items: list[tuple[str, b
         client.loop_stop()
 
 
-def subscribe_session(infra: InfraSettings, secrets: SecretStore, client_id: str, group: str, clean: bool) -> None:
+def subscribe_session(infra: InfraSettings, secrets: SecretStore, client_id: str, clean: bool) -> None:
     """Create (or remove) the gateway's persistent session so the broker queues for it."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(infra.mqtt_platform_user, secrets.mqtt_password(infra.mqtt_platform_user))
@@ -110,7 +110,7 @@ def subscribe_session(infra: InfraSettings, secrets: SecretStore, client_id: str
     client.connect(infra.host, infra.mqtt_port, clean_start=True, properties=props)
     client.loop_start()
     if not clean:
-        client.subscribe(subscriptions(group))
+        client.subscribe(subscriptions([]))
         time.sleep(0.5)
     client.disconnect()
     client.loop_stop()
@@ -134,7 +134,7 @@ def main() -> None:
     infra = InfraSettings()
     secrets = SecretStore(infra.secrets_dir)
     run = uuid.uuid4().hex[:8]
-    namespace, client_id, group = f"bench{run}", f"bench-gw-{run}", f"bench-{run}"
+    namespace, client_id = f"bench{run}", f"bench-gw-{run}"
     topic_set = topics(namespace)
     ensure_topics(infra.kafka_bootstrap, topic_set.all())
     items = payloads(args.count, args.format)
@@ -142,7 +142,7 @@ def main() -> None:
     core_rate = bench_core(items[:5000])
     print(f"validation core alone: {core_rate:,.0f} readings/s ({args.format})", flush=True)
 
-    subscribe_session(infra, secrets, client_id, group, clean=False)
+    subscribe_session(infra, secrets, client_id, clean=False)
     started = time.perf_counter()
     publish(infra, secrets, items)
     print(f"published {len(items):,} readings in {time.perf_counter() - started:.1f}s (queued by Mosquitto)")
@@ -151,7 +151,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [
         sys.executable, "-m", "cems.cli", "gateway", "--namespace", namespace, "--client-id", client_id,
-        "--share-group", group, "--tcp-port", "0", "--metrics-port", "0", "--log-level", "warning",
+        "--tcp-port", "0", "--metrics-port", "0", "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     t_start = time.perf_counter()
@@ -174,7 +174,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
-        subscribe_session(infra, secrets, client_id, group, clean=True)
+        subscribe_session(infra, secrets, client_id, clean=True)
     letters = count(infra.kafka_bootstrap, topic_set.dead_letters.name)
     print(
         f"gateway (one process, {args.format}): {len(items):,} readings in {elapsed:.1f}s "

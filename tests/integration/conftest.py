@@ -15,7 +15,7 @@ from .helpers import GatewayProcess
 
 @pytest.fixture
 def gateway(infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    """A real `cems gateway` in its own topic namespace and MQTT share group; its broker
+    """A real `cems gateway` in its own topic namespace and MQTT session; its broker
     session is ended afterwards so it does not keep queueing."""
     gw = GatewayProcess(infra, f"g{unique}", tmp_path / "gateway.log", client_id=f"gw-{unique}")
     gw.start()

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    """`cems gateway` as a real process, in its own topic namespace and MQTT share group."""
+    """`cems gateway` as a real process, in its own topic namespace and MQTT session."""
 
     def __init__(self, infra: InfraSettings, namespace: str, log_path: Path, client_id: str) -> None:
         self.infra = infra
@@ -41,7 +41,7 @@ class GatewayProcess:
         self.metrics_port = free_port()
         args = [
             "gateway", "--namespace", namespace, "--client-id", client_id, "--tcp-port", str(self.tcp_port),
-            "--metrics-port", str(self.metrics_port), "--share-group", f"share-{client_id}",
+            "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
         self.process = CemsProcess(args, log_path, b'"gateway running"', infra_env(infra))
 

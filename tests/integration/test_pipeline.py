@@ -94,7 +94,7 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
         "CEMS_TICK_INTERVAL_S": "1",
     }
     gateway = CemsProcess(
-        ["gateway", "--namespace", ns, "--client-id", f"gw-{unique}", "--share-group", f"g-{unique}",
+        ["gateway", "--namespace", ns, "--client-id", f"gw-{unique}",
          "--tcp-port", "0", "--metrics-port", "0"],
         tmp_path / "gateway.log", b'"gateway running"', env,
     )  # fmt: skip
