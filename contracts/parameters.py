@@ -1,11 +1,14 @@
 """Monitored parameters: contract names, HJ 212 codes (2017 and legacy 2005), canonical units.
 
 Readings on the wire use the contract names (``so2``, ``nox``, ...). Concentrations are
-carried in mg/m3; ``ppm`` input is converted with the molar mass (C = M / 22.4 * ppm).
+carried in mg/m3; ``ppm`` input is converted with the molar mass (C = M / 22.4 * ppm). NOx is
+reported as NO2; a stack that measures NO and NO2 instead gets ``nox = NO * 46/30 + NO2``
+(``nox_as_no2``, ``DERIVED_FROM``), added to its readings by the gateway and judged by the rules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -137,3 +140,29 @@ for _p in (
 
 BY_HJ212_CODE: dict[str, Parameter] = {p.hj212_code: p for p in PARAMETERS.values()}
 BY_LEGACY_CODE: dict[str, Parameter] = {p.legacy_code: p for p in PARAMETERS.values() if p.legacy_code}
+
+#: litres per mole of an ideal gas at 273.15 K and 101.325 kPa: C[mg/m3] = M / 22.4 * C[ppm]
+MOLAR_VOLUME_L_MOL = 22.4
+_NO2_G_MOL = PARAMETERS["no2"].molar_mass_g_mol or 46.0
+_NO_G_MOL = PARAMETERS["no"].molar_mass_g_mol or 30.0
+
+
+def ppm_to_mg_m3(ppm: float, molar_mass_g_mol: float) -> float:
+    return molar_mass_g_mol / MOLAR_VOLUME_L_MOL * ppm
+
+
+def nox_as_no2(no_mg_m3: float, no2_mg_m3: float) -> float:
+    """NOx expressed as NO2: ``NO * 46/30 + NO2`` (mg/m3; the molar masses of NO2 and NO)."""
+    return no_mg_m3 * _NO2_G_MOL / _NO_G_MOL + no2_mg_m3
+
+
+#: parameters computed from others when a reading lacks them (the gateway adds them):
+#: NOx as NO2 from NO and NO2 (``nox_as_no2``)
+DERIVED_FROM: dict[str, frozenset[str]] = {"nox": frozenset({"no", "no2"})}
+
+
+def computable(declared: Iterable[str]) -> frozenset[str]:
+    """The parameters a stack's readings carry: those it declares and those derived from them."""
+    have = set(declared)
+    have |= {name for name, sources in DERIVED_FROM.items() if sources <= have}
+    return frozenset(have)

@@ -7,14 +7,16 @@ the key. The MQTT password file and ACL are generated from it (``cems infra``).
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import ConfigError, config_error
-from .parameters import PARAMETERS, Unit
+from .parameters import DERIVED_FROM, PARAMETERS, Unit, computable
 from .yamlfile import load_yaml_mapping
 
 REGISTRY_VERSION = 1
@@ -45,6 +47,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_Problem = tuple[tuple[int | str, ...], str]
+
+
+def _raise(problems: list[_Problem], model: BaseModel) -> None:
+    """Report every problem at its own location (relative to ``model``): pydantic prefixes the
+    locations of a ``ValidationError`` raised in a validator with the validated object's own."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            type(model).__name__,
+            [
+                InitErrorDetails(type=PydanticCustomError("registry", "{detail}", {"detail": msg}), loc=loc, input=None)
+                for loc, msg in problems
+            ],
+        )
+
+
+def _unreported(name: str) -> str:
+    sources = DERIVED_FROM.get(name)
+    if sources:
+        derived = " and ".join(sorted(sources))
+        return f"{name} is not reported: declare {name}, or {derived} ({name} is then derived from them)"
+    return f"{name} is not in the stack's parameters"
+
+
 class Bypass(_Strict):
     present: bool = False
     instrumented: BypassInstrument = BypassInstrument.NONE
@@ -71,27 +97,27 @@ class Stack(_Strict):
     reporting_interval_s: int = Field(default=60, gt=0, le=3600)
     devices: list[Device] = Field(min_length=1)
 
-    @field_validator("parameters")
-    @classmethod
-    def _known_parameters(cls, value: dict[str, Unit]) -> dict[str, Unit]:
-        for name, unit in value.items():
+    @model_validator(mode="after")
+    def _parameters_and_limits(self) -> Stack:
+        problems: list[_Problem] = []
+        for name, unit in self.parameters.items():
             param = PARAMETERS.get(name)
             if param is None:
-                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(sorted(PARAMETERS))}")
-            if unit not in param.accepted_units:
+                problems.append((("parameters", name), f"unknown parameter; known: {', '.join(sorted(PARAMETERS))}"))
+            elif unit not in param.accepted_units:
                 allowed = ", ".join(sorted(u.value for u in param.accepted_units))
-                raise ValueError(f"parameter {name!r} cannot be reported in {unit.value!r} (allowed: {allowed})")
-        return value
-
-    @field_validator("limits_mg_m3")
-    @classmethod
-    def _limits_for_known(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, limit in value.items():
+                problems.append((("parameters", name), f"cannot be reported in {unit.value!r} (allowed: {allowed})"))
+        reported = computable(self.parameters)
+        for name, limit in self.limits_mg_m3.items():
             if name not in PARAMETERS:
-                raise ValueError(f"limit for unknown parameter {name!r}")
-            if limit <= 0:
-                raise ValueError(f"limit for {name!r} must be positive, got {limit}")
-        return value
+                problems.append((("limits_mg_m3", name), "limit for an unknown parameter"))
+            elif limit <= 0:
+                problems.append((("limits_mg_m3", name), f"a limit must be positive, got {limit:g}"))
+            elif name not in reported:
+                msg = f"a limit that could never be judged: {_unreported(name)}"
+                problems.append((("limits_mg_m3", name), msg))
+        _raise(problems, self)
+        return self
 
 
 class Enterprise(_Strict):
@@ -106,25 +132,37 @@ class Registry(_Strict):
     version: Literal[1]
     zone: str
     enterprises: list[Enterprise]
+    #: the file it was read from, for messages (set by ``load_registry``)
+    _source: str = PrivateAttr(default="registry")
 
     @model_validator(mode="after")
     def _unique(self) -> Registry:
+        problems: list[_Problem] = []
         seen_ent: set[str] = set()
         seen_stack: dict[str, str] = {}
         seen_mn: dict[str, str] = {}
-        for ent in self.enterprises:
+        for i, ent in enumerate(self.enterprises):
             if ent.id in seen_ent:
-                raise ValueError(f"duplicate enterprise id {ent.id!r}")
+                problems.append((("enterprises", i, "id"), f"duplicate enterprise id {ent.id!r}"))
             seen_ent.add(ent.id)
-            for stack in ent.stacks:
+            for j, stack in enumerate(ent.stacks):
+                where = ("enterprises", i, "stacks", j)
                 if stack.id in seen_stack:
-                    raise ValueError(f"duplicate stack id {stack.id!r} (also in {seen_stack[stack.id]!r})")
-                seen_stack[stack.id] = ent.id
-                for dev in stack.devices:
+                    problems.append(
+                        ((*where, "id"), f"duplicate stack id {stack.id!r} (also in {seen_stack[stack.id]!r})")
+                    )
+                seen_stack.setdefault(stack.id, ent.id)
+                for k, dev in enumerate(stack.devices):
                     if dev.mn in seen_mn:
-                        raise ValueError(f"duplicate MN {dev.mn!r} on stack {stack.id!r} (also on {seen_mn[dev.mn]!r})")
-                    seen_mn[dev.mn] = stack.id
+                        msg = f"duplicate MN {dev.mn!r} (also on stack {seen_mn[dev.mn]!r})"
+                        problems.append(((*where, "devices", k, "mn"), msg))
+                    seen_mn.setdefault(dev.mn, stack.id)
+        _raise(problems, self)
         return self
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     # -- look-ups ----------------------------------------------------------------------
     def stacks(self) -> list[tuple[Enterprise, Stack]]:
@@ -138,18 +176,24 @@ class Registry(_Strict):
 
 
 def _where(registry: dict[str, object], loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic error location as a path with entry ids, e.g.
-    ``enterprises[jy-power-1].stacks[jy-power-1-s1].parameters``."""
+    """Render a pydantic error location as a path with entry ids and mapping keys, e.g.
+    ``enterprises[jy-power-1].stacks[jy-power-1-s1].parameters.no``; a problem with a key
+    itself (not its value) ends in ``(key)``, a key that is not text is written as YAML would
+    (``parameters.false (key)``)."""
     parts: list[str] = []
     node: object = registry
     for key in loc:
-        if isinstance(key, int) and isinstance(node, list):
-            node = node[key] if key < len(node) else None
-            ident = node.get("id") or node.get("mn") if isinstance(node, dict) else None
-            parts[-1] = f"{parts[-1]}[{ident if ident else key}]"
+        if isinstance(node, list) and isinstance(key, int) and parts:
+            node = node[key] if 0 <= key < len(node) else None
+            ident = (node.get("id") or node.get("mn")) if isinstance(node, dict) else None
+            parts[-1] += f"[{ident if isinstance(ident, str) and ident else key}]"
+        elif key == "[key]" and parts:
+            parts[-1] += " (key)"
         else:
-            parts.append(str(key))
-            node = node.get(key) if isinstance(node, dict) else None
+            # pydantic writes a key False as 0 and None as 'None': find the key as it was read
+            actual = next((k for k in node if k == key), key) if isinstance(node, dict) else key
+            parts.append(actual if isinstance(actual, str) else json.dumps(actual, default=str))
+            node = node.get(actual) if isinstance(node, dict) else None
     return ".".join(parts) or "(top level)"
 
 
@@ -162,6 +206,8 @@ def load_registry(path: Path | str = SAMPLE_REGISTRY) -> Registry:
     if raw.get("version") != REGISTRY_VERSION:
         raise ConfigError(f"{path}: key 'version' must be {REGISTRY_VERSION}, got {raw.get('version')!r}")
     try:
-        return Registry.model_validate(raw)
+        registry = Registry.model_validate(raw)
     except ValidationError as exc:
         raise config_error(path, exc, lambda loc: _where(raw, loc)) from exc
+    registry._source = str(path)
+    return registry

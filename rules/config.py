@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from contracts.errors import config_error
+from contracts.errors import ConfigError, config_error
+from contracts.parameters import DERIVED_FROM, computable
 from contracts.reading import DataFlag
 from contracts.registry import BypassInstrument, Enterprise, Industry, Registry, Stack
 
@@ -143,15 +144,19 @@ class StackProfile(_Strict):
 
 
 def stack_profile(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> StackProfile:
+    """The stack's limits are the catalogue's for its industry, overridden by its own, kept for
+    the parameters its readings carry: those it declares and those derived from them (NOx as
+    NO2 from NO and NO2, ``contracts.parameters.computable``)."""
     industry = catalogue.industries.get(enterprise.industry)
     limits = dict(industry.limits_mg_m3) if industry else {}
     limits.update(stack.limits_mg_m3)
+    reported = computable(stack.parameters)
     return StackProfile(
         enterprise=enterprise.id,
         stack=stack.id,
         industry=enterprise.industry,
         reference_o2_pct=stack.reference_o2_pct,
-        limits_mg_m3={p: v for p, v in limits.items() if p in stack.parameters},
+        limits_mg_m3={p: v for p, v in limits.items() if p in reported},
         o2_converted=industry.o2_converted if industry else frozenset(),
         parameters=frozenset(stack.parameters),
         bypass_present=stack.bypass.present,
@@ -161,5 +166,53 @@ def stack_profile(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalog
     )
 
 
+def unjudgeable_limits(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> list[str]:
+    """Limits that apply to a pollutant the stack declares but that could never be judged, as
+    ``<where>: <why>`` lines:
+
+    - a limit for a derived parameter (NOx) when the stack declares part of what it is derived
+      from (``no`` without ``no2`` or the reverse) and not the parameter itself;
+    - a limit judged at reference O2 for a declared parameter when the stack declares no ``o2``
+      (every hour would be "not convertible").
+
+    A catalogue limit for a pollutant the stack declares nothing of is not a problem: the stack
+    does not measure it (a cement mill vent reports only particulates). A per-stack override for
+    an undeclared parameter is refused by the registry itself."""
+    industry = catalogue.industries.get(enterprise.industry)
+    limits = dict(industry.limits_mg_m3) if industry else {}
+    limits.update(stack.limits_mg_m3)
+    declared = set(stack.parameters)
+    reported = computable(declared)
+    where = f"enterprises[{enterprise.id}].stacks[{stack.id}]"
+    problems = []
+    for name, limit in sorted(limits.items()):
+        origin = (
+            "its limits_mg_m3"
+            if name in stack.limits_mg_m3
+            else f"the limits catalogue for {enterprise.industry.value}"
+        )
+        sources = DERIVED_FROM.get(name, frozenset())
+        if name not in reported and declared & sources:
+            have, lack, both = sorted(declared & sources), sorted(sources - declared), " and ".join(sorted(sources))
+            problems.append(
+                f"{where}.parameters.{have[0]}: a {name} limit of {limit:g} mg/m3 applies ({origin}) but {name} can "
+                f"never be computed: {' and '.join(lack)} not declared; declare {name}, or {both}"
+            )
+        elif name in reported and industry and name in industry.o2_converted and "o2" not in declared:
+            key = f"limits_mg_m3.{name}" if name in stack.limits_mg_m3 else f"parameters.{name}"
+            problems.append(
+                f"{where}.{key}: the {name} limit of {limit:g} mg/m3 ({origin}) is judged at reference O2 "
+                f"{stack.reference_o2_pct:g} %, but o2 is not declared: every hour would be not convertible; declare o2"
+            )
+    return problems
+
+
 def profiles(registry: Registry, catalogue: LimitsCatalogue) -> dict[str, StackProfile]:
+    """Every stack's profile; a ``ConfigError`` naming the registry file, the enterprise, the
+    stack and the key when a limit could never be judged (``unjudgeable_limits``)."""
+    problems = [
+        f"{registry.source}: {line}" for e, s in registry.stacks() for line in unjudgeable_limits(e, s, catalogue)
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
     return {s.id: stack_profile(e, s, catalogue) for e, s in registry.stacks()}

@@ -1,6 +1,20 @@
-"""HJ 75 computations: O2 conversion, standard dry flow, emission rate. Pure arithmetic."""
+"""HJ 75 computations: O2 conversion, standard dry flow, emission rate. Pure arithmetic.
+
+NOx as NO2 and ppm to mg/m3 live with the parameters they depend on (``contracts.parameters``,
+shared with the gateway) and are re-exported here.
+"""
 
 from __future__ import annotations
+
+from contracts.parameters import nox_as_no2, ppm_to_mg_m3
+
+__all__ = [
+    "emission_rate_kg_h",
+    "nox_as_no2",
+    "o2_converted",
+    "ppm_to_mg_m3",
+    "standard_dry_flow_m3_h",
+]
 
 ATMOSPHERE_KPA = 101.325
 
@@ -8,14 +22,6 @@ ATMOSPHERE_KPA = 101.325
 def o2_converted(concentration: float, o2_pct: float, reference_o2_pct: float) -> float:
     """``Cz = C * (21 - O2_ref) / (21 - O2)`` (dry O2). Callers refuse O2 near ambient first."""
     return concentration * (21.0 - reference_o2_pct) / (21.0 - o2_pct)
-
-
-def nox_as_no2(no_mg_m3: float, no2_mg_m3: float) -> float:
-    return no_mg_m3 * 46.0 / 30.0 + no2_mg_m3
-
-
-def ppm_to_mg_m3(ppm: float, molar_mass_g_mol: float) -> float:
-    return molar_mass_g_mol / 22.4 * ppm
 
 
 def standard_dry_flow_m3_h(
