@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from contracts.commands import encode_history
 from contracts.hj212 import data_answer, encode_packet
+from contracts.mqtt_topics import CMD_CHANNEL
+from contracts.mqtt_topics import topic as mqtt_topic
 from contracts.reading import DeadLetter, Reading, RejectReason, Source
 
 from . import metrics
+from .backfill import KIND_INTERVAL_S, BackfillPlanner
 from .dedup import DedupCache
 from .split import Assembled, SplitAssembler
 from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic
@@ -40,6 +44,10 @@ DEAD_LETTER_EXCERPT_BYTES = 1024
 #: an MQTT topic may be 65,535 bytes long: a dead letter keeps its beginning
 ORIGIN_MAX_CHARS = 512
 DETAIL_MAX_CHARS = 2000
+
+
+#: how a history request reaches a device that sent a reading by this path
+_ROUTE = {Source.MQTT_JSON: "json", Source.MQTT_HJ212: "hj212", Source.TCP_HJ212: "tcp", Source.REPLAY: "json"}
 
 
 def _no_ack() -> None:
@@ -68,6 +76,7 @@ class Gateway:
         dedup: DedupCache,
         clock: Callable[[], datetime],
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        backfill: BackfillPlanner | None = None,
     ) -> None:
         self.max_payload_bytes = max_payload_bytes
         self.validator = validator
@@ -75,6 +84,11 @@ class Gateway:
         self.dedup = dedup
         self.clock = clock
         self.splits: SplitAssembler[Ack] = SplitAssembler()
+        self.backfill = backfill or BackfillPlanner()
+        self._devices = validator.registry.device_index()
+        self._intervals = {s.id: s.reporting_interval_s for _, s in validator.registry.stacks()}
+        #: writes to an HJ 212 TCP device's open connection (by MN); False when it has none
+        self.send_tcp: Callable[[str, bytes], bool] | None = None
         self.failed = threading.Event()
         self.failure: Exception | None = None
         self._lock = threading.Lock()
@@ -171,6 +185,20 @@ class Gateway:
     def _accept(self, reading: Reading, origin: str, payload: bytes, pending: _Pending) -> None:
         with self._lock:
             fresh = self.dedup.add(reading.dedup_key)
+            backfilled = self.backfill.is_backfill(reading.mn, reading.kind, reading.event_time)
+            if fresh:
+                self.backfill.observe(
+                    reading.mn,
+                    reading.kind,
+                    reading.event_time,
+                    self._interval_s(reading),
+                    _ROUTE[reading.source],
+                    self.clock(),
+                )
+        if not fresh and backfilled:  # asked for a period, the device sent what arrived after all
+            metrics.BACKFILL_DUPLICATES.inc()
+            self._complete(pending)
+            return
         if not fresh:
             metrics.DUPLICATES.labels(reading.source.value).inc()
             rej = Rejected(
@@ -183,6 +211,9 @@ class Gateway:
             # the device asked for an answer and Kafka has the data: answer again
             self._refuse(rej, origin, payload, pending)
             return
+        if backfilled:
+            metrics.BACKFILLED.inc()
+            reading = reading.model_copy(update={"backfilled": True})
         started = time.perf_counter()
 
         def done(error: Exception | None) -> None:
@@ -196,6 +227,39 @@ class Gateway:
             self._complete(pending)
 
         self.sink.send_reading(reading, done)
+
+    def _interval_s(self, reading: Reading) -> float:
+        """How often the reading's stream reports: real-time data as the registry says."""
+        return KIND_INTERVAL_S.get(reading.kind) or self._intervals.get(reading.stack, 60)
+
+    def backfill_requests(self) -> list[tuple[str, bytes]]:
+        """History requests due now, as (MQTT topic, payload) for the devices' command topics."""
+        with self._lock:
+            due = self.backfill.due(self.clock())
+        out = []
+        for item in due:
+            found = self._devices.get(item.request.mn)
+            if found is None:
+                continue
+            enterprise, stack, device = found
+            payload = encode_history(item.request, "json" if item.protocol == "json" else "hj212", device.hj212_pw)
+            # a TCP device is asked on its own connection, if it is still open
+            if item.protocol == "tcp" and (self.send_tcp is None or not self.send_tcp(item.request.mn, payload)):
+                metrics.BACKFILL_UNREACHABLE.inc()
+                continue
+            metrics.BACKFILL_REQUESTS.inc()
+            log.info(
+                "asking a device for a period it sent but the platform missed",
+                extra={
+                    "mn": item.request.mn,
+                    "kind": item.request.kind.value,
+                    "begin": item.request.begin.isoformat(),
+                    "end": item.request.end.isoformat(),
+                },
+            )
+            if item.protocol != "tcp":
+                out.append((mqtt_topic(enterprise.id, stack.id, CMD_CHANNEL), payload))
+        return out
 
     def _refuse(self, rej: Rejected, origin: str, payload: bytes, pending: _Pending) -> None:
         metrics.REJECTED.labels(rej.reason.value).inc()

@@ -21,3 +21,13 @@ BROKER_STORED_BYTES = Gauge("cems_broker_stored_bytes", "Payload bytes the MQTT 
 BROKER_DROPPED = Gauge(
     "cems_broker_dropped_messages", "Messages the MQTT broker dropped since it started ($SYS publish dropped)"
 )
+BACKFILL_REQUESTS = Counter(
+    "cems_gateway_backfill_requests_total", "History requests sent to devices for missed periods"
+)
+BACKFILLED = Counter("cems_gateway_backfilled_total", "Readings stored from devices' answers to history requests")
+BACKFILL_DUPLICATES = Counter(
+    "cems_gateway_backfill_duplicates_total", "Readings in answers to history requests that were already stored"
+)
+BACKFILL_UNREACHABLE = Counter(
+    "cems_gateway_backfill_unreachable_total", "History requests not sent: the TCP device had no open connection"
+)

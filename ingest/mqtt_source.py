@@ -160,6 +160,10 @@ class MqttSource:
             return False
         return self._stopping or self._thread is None or self._thread.is_alive()
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """To a device (QoS 1; paho queues it while the connection is down)."""
+        self.client.publish(topic, payload, qos=1)
+
     def stop(self) -> None:
         self._stopping = True
         self.client.disconnect()

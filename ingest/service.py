@@ -40,6 +40,11 @@ class RunningGateway:
         """Every receive path still running."""
         return self.mqtt.alive and (self.tcp is None or self.tcp.alive)
 
+    def send_backfill_requests(self) -> None:
+        """Ask devices for the periods the platform missed (see ``ingest.backfill``)."""
+        for topic, payload in self.gateway.backfill_requests():
+            self.mqtt.publish(topic, payload)
+
     def stop(self) -> None:
         self.mqtt.stop()
         if self.tcp is not None:
@@ -98,6 +103,7 @@ def run_gateway(settings: GatewaySettings, mqtt_password: str) -> int:
         signal.signal(sig, lambda *_: stop.set())
     running = start_gateway(settings, mqtt_password)
     while not stop.is_set() and not running.gateway.failed.is_set() and running.receiving():
+        running.send_backfill_requests()
         stop.wait(0.5)
     if running.gateway.failed.is_set():
         log.error("gateway stopping after a Kafka failure", extra={"error": str(running.gateway.failure)})

@@ -7,10 +7,12 @@ the scenario's faults applied: silence, clock skew, duplicates, malformed packet
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from contracts.mqtt_topics import HJ212_CHANNEL, JSON_CHANNEL, topic
 from contracts.registry import Device, Enterprise, Registry, Stack
 from rules.config import StackProfile
 
@@ -32,8 +34,7 @@ class Message:
 
     @property
     def topic(self) -> str:
-        channel = "reading" if self.protocol == "json" else "hj212"
-        return f"cems/v1/{self.enterprise}/{self.stack}/{channel}"
+        return topic(self.enterprise, self.stack, JSON_CHANNEL if self.protocol == "json" else HJ212_CHANNEL)
 
 
 class Fleet:
@@ -84,23 +85,48 @@ class Fleet:
                 payload = self._encode(protocol, stack, device, sample, times)
                 yield Message(ent.id, stack.id, device.mn, protocol, payload, t)
                 continue
-            if self.scenario.silent(stack.id, minute):
-                continue
-            skew = self.scenario.skew_s(stack.id, minute)
-            sent_at = t + timedelta(seconds=skew)
-            sample = self.sample(stack.id, minute, t)
-            protocol = forced or device.protocol
-            payload = self._encode(protocol, stack, device, sample, EventTime.of(sent_at) if skew else times)
-            expect = "future_timestamp" if skew > 300 else "reading"
-            yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, expect)
-            if self.scenario.duplicated(stack.id, minute) and expect == "reading":
-                yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, "duplicate")
+            yield from self._faulty_messages(ent, stack, device, minute, t, times)
         for fault in self.scenario.malformed():
             if fault.active(minute) and minute - fault.from_min < fault.count:
                 ent, stack, device = next(d for d in self.devices if d[1].id == fault.stack)
                 good = self._encode("hj212", stack, device, self.sample(stack.id, minute), times)
                 broken = good[:-6] + (b"0000" if good[-6:-2] != b"0000" else b"FFFF") + b"\r\n"
                 yield Message(ent.id, stack.id, device.mn, "hj212", broken, t, "hj212_crc")
+
+    def _faulty_messages(
+        self, ent: Enterprise, stack: Stack, device: Device, minute: int, t: datetime, times: EventTime
+    ) -> Iterator[Message]:
+        if self.scenario.silent(stack.id, minute):
+            return
+        skew = self.scenario.skew_s(stack.id, minute)
+        sent_at = t + timedelta(seconds=skew)
+        sample = self.sample(stack.id, minute, t)
+        protocol = self.protocol or device.protocol
+        payload = self._encode(protocol, stack, device, sample, EventTime.of(sent_at) if skew else times)
+        expect = "future_timestamp" if skew > 300 else "reading"
+        yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, expect)
+        if self.scenario.duplicated(stack.id, minute) and expect == "reading":
+            yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, "duplicate")
+
+    def history(self, stack_id: str, begin: datetime, end: datetime, step: timedelta) -> list[Message]:
+        """What one stack's device sent with event times from ``begin`` to ``end`` (both
+        included) when it reports every ``step``: the same bytes again, as a device keeping
+        its history answers a request for a period (its silent minutes stay silent)."""
+        found = next(((e, s, d) for e, s, d in self.devices if s.id == stack_id), None)
+        if found is None:
+            return []
+        ent, stack, device = found
+        offset = step_offset(step)
+        first = max(0, math.ceil((begin - self.start - offset) / step))
+        last = math.floor((end - self.start - offset) / step)
+        out: list[Message] = []
+        for index in range(first, last + 1):
+            t = self.start + index * step + offset
+            minute = int((t - self.start).total_seconds() // 60)
+            for msg in self._faulty_messages(ent, stack, device, minute, t, EventTime.of(t)):
+                if msg.expect == "reading":
+                    out.append(msg)
+        return out
 
     def _encode(self, protocol: str, stack: Stack, device: Device, sample: Sample, times: EventTime) -> bytes:
         key = (stack.id, protocol)
@@ -111,6 +137,11 @@ class Fleet:
         if isinstance(encoder, JsonEncoder):
             return encoder.encode(sample, times.iso)
         return encoder.encode(sample, times.qn, times.data_time)
+
+
+def step_offset(step: timedelta) -> timedelta:
+    """Readings every minute or more are stamped half past the minute, faster ones on the second."""
+    return timedelta(seconds=30) if step >= timedelta(minutes=1) else timedelta(0)
 
 
 def _resize(

@@ -18,9 +18,11 @@ from gmqtt.mqtt.constants import MQTTv311
 from gmqtt.mqtt.handler import MQTTConnectError
 from gmqtt.storage import PersistentStorage
 
+from contracts.commands import CommandError, HistoryRequest, decode_history
 from contracts.errors import InfrastructureError
+from contracts.mqtt_topics import CMD_CHANNEL, topic
 
-from .fleet import Fleet, Message
+from .fleet import Fleet, Message, step_offset
 
 
 class Sink(Protocol):
@@ -45,7 +47,10 @@ class AsyncSink(Protocol):
 @dataclass
 class Counters:
     sent: int = 0
-    acked: int = 0
+    acked: int = 0  # every acknowledged publish, answers to history requests included
+    #: readings sent again in answer to the platform's history requests (backfill)
+    resent: int = 0
+    history_requests: int = 0
     errors: int = 0  # messages refused or lost
     reconnects: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -175,6 +180,9 @@ class MqttSink:
         self.stall_s = stall_s
         self.connections: dict[str, _Connection] = {}
         self._closing = False
+        #: a device's stored history: (stack, request) -> the messages it sent in that period;
+        #: set by ``run``. Without it, history requests are counted and not answered.
+        self.history: History | None = None
 
     async def open(self, accounts: Iterable[str]) -> None:
         """Connect every account's client (at once)."""
@@ -195,13 +203,35 @@ class MqttSink:
                 "(is it running? `cems infra status`; is the password the registry's? .cems/secrets/mqtt.json)"
             ) from exc
         conn = self.connections[account] = _Connection(client, acks)
+        client.on_message = self._command
+        client.subscribe(topic(account, "+", CMD_CHANNEL), qos=1)
         conn.flush()
+
+    def _command(self, client: gmqtt.Client, topic_: str, payload: bytes, qos: int, properties: object) -> int:
+        """A command from the platform on ``.../cmd``: a history request is answered with what
+        the device sent in that period, on its usual topic."""
+        parts = topic_.split("/")
+        try:
+            request = decode_history(payload)
+        except CommandError:
+            return 0
+        self.counters.history_requests += 1
+        if self.history is None or len(parts) != 5:
+            return 0
+        for msg in self.history(parts[3], request):
+            if msg.mn == request.mn and self._publish(msg):
+                self.counters.resent += 1  # an answer, not a new reading
+        return 0
 
     def _disconnected(self, client: gmqtt.Client, packet: object, exc: BaseException | None = None) -> None:
         if not self._closing:
             self.counters.reconnects += 1  # gmqtt reconnects by itself and resends
 
     def send(self, msg: Message) -> None:
+        if self._publish(msg):
+            self.counters.sent += 1
+
+    def _publish(self, msg: Message) -> bool:
         conn = self.connections.get(msg.enterprise)
         if conn is None:
             raise RuntimeError(f"no MQTT connection for account {msg.enterprise!r}: open() it first")
@@ -209,9 +239,9 @@ class MqttSink:
             conn.client.publish(msg.topic, msg.payload, qos=1)
         except (OSError, OverflowError):
             self.counters.errors += 1
-            return
+            return False
         conn.sent += 1
-        self.counters.sent += 1
+        return True
 
     async def flush(self) -> None:
         """Write every batch; hold while a connection has more than ``window`` messages without
@@ -244,6 +274,9 @@ class MqttSink:
         for conn in self.connections.values():
             conn.unbatch()
         await asyncio.gather(*(c.client.disconnect() for c in self.connections.values()))
+
+
+History = Callable[[str, HistoryRequest], list[Message]]
 
 
 class TcpSink:
@@ -354,14 +387,22 @@ async def _run(
         if not async_sinks:
             await asyncio.sleep(0)
 
+    step = pacing.step if pacing else timedelta(minutes=1)
+    sent_until = [fleet.start]  # event time of the last step sent: a device has nothing later
+
+    def history(stack: str, request: HistoryRequest) -> list[Message]:
+        return fleet.history(stack, request.begin, min(request.end, sent_until[0]), step)
+
+    for mqtt_sink in async_sinks:
+        if isinstance(mqtt_sink, MqttSink):
+            mqtt_sink.history = history
     await asyncio.gather(*(s.open(e.id for e, _, _ in fleet.devices) for s in async_sinks))
     wall_start = time.time()
     last_report, last_sent = time.monotonic(), counters.sent
-    step = pacing.step if pacing else timedelta(minutes=1)
     n = 0
     try:
         for index in range(steps):
-            t = fleet.start + index * step + timedelta(seconds=30 if step >= timedelta(minutes=1) else 0)
+            t = fleet.start + index * step + step_offset(step)
             if pacing is not None:
                 while (wait := pacing.due(wall_start, index, t) - time.time()) > 0 and not stop.is_set():
                     await asyncio.sleep(min(wait, 0.05))
@@ -375,6 +416,7 @@ async def _run(
                 if n % batch == 0:
                     await flush()
             await flush()  # the step's last, partial batch
+            sent_until[0] = t
             now = time.monotonic()
             if progress is not None and now - last_report >= progress_every_s:
                 rate = (counters.sent - last_sent) / (now - last_report)
