@@ -133,6 +133,8 @@ class RejectReason(StrEnum):
     HJ212_FIELD = "hj212_field"
     HJ212_COMMAND = "hj212_command"
     HJ212_PASSWORD = "hj212_password"
+    #: HJ 212 over TCP from an address outside the device's registered networks
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
     UNKNOWN_DEVICE = "unknown_device"
     MN_TOPIC_MISMATCH = "mn_topic_mismatch"
     FUTURE_TIMESTAMP = "future_timestamp"

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, PrivateAttr, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import ConfigError, config_error
@@ -83,6 +83,8 @@ class Device(_Strict):
     credentials: str | None = None
     hj212_pw: str | None = None
     protocol: Literal["json", "hj212"] = "json"
+    #: HJ 212 over TCP only from these networks (empty: from any address; a PW is needed anyway)
+    tcp_allowed_networks: tuple[IPvAnyNetwork, ...] = ()
 
 
 class Stack(_Strict):

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from contracts.commands import encode_history
@@ -30,7 +31,7 @@ from . import metrics
 from .backfill import KIND_INTERVAL_S, BackfillPlanner
 from .dedup import DedupCache
 from .split import Assembled, SplitAssembler
-from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic
+from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic, peer_address
 
 log = logging.getLogger("cems.gateway")
 
@@ -106,7 +107,9 @@ class Gateway:
             origin,
             payload,
             _no_ack,
-            lambda: self._handle_packet(payload, origin, Source.TCP_HJ212, None, _no_ack, answer),
+            lambda: self._handle_packet(
+                payload, origin, Source.TCP_HJ212, None, _no_ack, answer, peer=peer_address(peer)
+            ),
         )
 
     # -- internals ------------------------------------------------------------------------------
@@ -152,6 +155,7 @@ class Gateway:
         address: TopicAddress | None,
         ack: Ack,
         answer: Answer,
+        peer: IPv4Address | IPv6Address | None = None,
     ) -> None:
         received_at = self.clock()
         try:
@@ -176,7 +180,7 @@ class Gateway:
             packet, acks = assembled.packet, assembled.tokens
         reply = (answer, encode_packet(data_answer(packet))) if packet.ack_requested else None
         try:
-            reading = self.validator.from_packet(packet, received_at, source, address)
+            reading = self.validator.from_packet(packet, received_at, source, address, peer)
         except Rejected as rej:
             self._refuse(rej, origin, payload, _Pending(acks))
             return

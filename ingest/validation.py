@@ -7,6 +7,8 @@
 2. payload: JSON against the device schema, or HJ 212 framing, length, CRC, fields, command;
 3. the device (MN) is in the registry (else quarantined as ``unknown_device``) and belongs to
    the enterprise and stack of the topic (``mn_topic_mismatch``); the HJ 212 ``PW`` matches;
+   over TCP (no account authenticates the sender) the device must have a ``PW`` in the
+   registry, and the sender's address must be in its ``tcp_allowed_networks`` if it has any;
 4. event time neither too far in the future nor too old (configurable);
 5. each value: a known parameter, a unit it can be given in, numeric, finite, physically possible.
 
@@ -21,6 +23,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from pydantic import ValidationError
@@ -117,6 +120,35 @@ class TopicAddress:
     channel: str
 
 
+def peer_address(peer: str) -> IPv4Address | IPv6Address | None:
+    """The address in a TCP peer written ``host:port`` or ``[v6 host]:port``; None if none."""
+    host = peer.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return None
+    return address.ipv4_mapped or address if isinstance(address, IPv6Address) else address
+
+
+def check_tcp_sender(device: Device, peer: IPv4Address | IPv6Address | None, where: dict[str, str]) -> None:
+    """HJ 212 over TCP has no account: the PW authenticates the device, so a device without
+    one in the registry may not send that way (``hj212_password``); a device with allowed
+    networks may send only from them (``source_not_allowed``)."""
+    if device.hj212_pw is None:
+        raise Rejected(
+            RejectReason.HJ212_PASSWORD,
+            f"MN {device.mn} has no HJ 212 PW in the registry: it may not send over TCP",
+            **where,
+        )
+    if device.tcp_allowed_networks and (peer is None or not any(peer in n for n in device.tcp_allowed_networks)):
+        allowed = ", ".join(str(n) for n in device.tcp_allowed_networks)
+        raise Rejected(
+            RejectReason.SOURCE_NOT_ALLOWED,
+            f"MN {device.mn} may send over TCP only from {allowed}, not from {peer or 'an unknown address'}",
+            **where,
+        )
+
+
 def parse_topic(topic: str) -> TopicAddress:
     parts = topic.split("/")
     if len(parts) != 5 or tuple(parts[:2]) != TOPIC_ROOT or parts[4] not in (JSON_CHANNEL, HJ212_CHANNEL):
@@ -211,10 +243,14 @@ class ReadingValidator:
         received_at: datetime,
         source: Source,
         address: TopicAddress | None = None,
+        peer: IPv4Address | IPv6Address | None = None,
     ) -> Reading:
-        """A data packet (already parsed and, if split, reassembled) to a reading."""
+        """A data packet (already parsed and, if split, reassembled) to a reading; ``peer``:
+        the sender's address, for packets that came over TCP."""
         enterprise, stack, device = self._device(packet.mn, address)
         where = {"enterprise": enterprise.id, "stack": stack.id, "mn": packet.mn}
+        if source is Source.TCP_HJ212:
+            check_tcp_sender(device, peer, where)
         if device.hj212_pw is not None and packet.pw != device.hj212_pw:
             raise Rejected(RejectReason.HJ212_PASSWORD, f"PW does not match the registry for MN {packet.mn}", **where)
         kind = KIND_BY_CN.get(packet.cn)

@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import REPO_ROOT, InfraSettings
-from contracts.registry import load_registry
+from contracts.registry import SAMPLE_REGISTRY, load_registry
 from simulators.fleet import Fleet, Message
 from simulators.publish import Counters, MqttSink, run
 from simulators.scenarios import load_scenario
@@ -46,7 +46,7 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 def simulate(infra: InfraSettings, gateway: GatewayProcess, tmp_path: Path, protocol: str) -> str:
     scenario = tmp_path / "wire-faults.yaml"
     scenario.write_text(SCENARIO)
-    env = {**infra_env(infra), "CEMS_GATEWAY_TCP_PORT": str(gateway.tcp_port)}
+    env = {**infra_env(infra), **gateway.process.env, "CEMS_GATEWAY_TCP_PORT": str(gateway.tcp_port)}
     done = subprocess.run(
         [sys.executable, "-m", "cems.cli", "simulate", "--scenario", str(scenario), "--speed", "600",
          "--protocol", protocol],
@@ -60,6 +60,13 @@ def simulate(infra: InfraSettings, gateway: GatewayProcess, tmp_path: Path, prot
 def test_simulated_fleet_through_the_gateway(
     infra: InfraSettings, gateway: GatewayProcess, tmp_path: Path, protocol: str
 ) -> None:
+    if protocol == "hj212-tcp":  # over TCP only devices with a PW may send: give each one, for both sides
+        text = SAMPLE_REGISTRY.read_text(encoding="utf-8")
+        registry = tmp_path / "registry.yaml"
+        registry.write_text(text.replace("protocol: json\n", "protocol: json\n      hj212_pw: '123456'\n"))
+        gateway.stop()
+        gateway.process.env["CEMS_REGISTRY"] = str(registry)
+        gateway.start()
     output = simulate(infra, gateway, tmp_path, protocol)
     assert "errors 0" in output
     expected_readings = STACKS * 30 - 2  # two skewed readings are refused
