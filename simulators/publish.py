@@ -195,6 +195,10 @@ class MqttSink:
         client = gmqtt.Client(f"{self.prefix}-{account}", clean_session=False, persistent_storage=acks)
         client.set_auth_credentials(account, self.passwords(account))
         client.on_disconnect = self._disconnected
+        client.reconnect_delay = RECONNECT_DELAY_S
+        # on every connection: a broker that lost the session (a crash before it saved) forgot it
+        client.on_connect = lambda c, flags, rc, props: c.subscribe(topic(account, "+", CMD_CHANNEL), qos=1)
+        client.on_message = self._command
         try:
             await client.connect(self.host, self.port, keepalive=60, version=MQTTv311)
         except (MQTTConnectError, OSError) as exc:
@@ -203,8 +207,6 @@ class MqttSink:
                 "(is it running? `cems infra status`; is the password the registry's? .cems/secrets/mqtt.json)"
             ) from exc
         conn = self.connections[account] = _Connection(client, acks)
-        client.on_message = self._command
-        client.subscribe(topic(account, "+", CMD_CHANNEL), qos=1)
         conn.flush()
 
     def _command(self, client: gmqtt.Client, topic_: str, payload: bytes, qos: int, properties: object) -> int:
@@ -277,6 +279,8 @@ class MqttSink:
 
 
 History = Callable[[str, HistoryRequest], list[Message]]
+#: a device tries again this long after losing its broker
+RECONNECT_DELAY_S = 1
 
 
 class TcpSink:

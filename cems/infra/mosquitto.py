@@ -42,6 +42,7 @@ def render_acl(platform_user: str) -> str:
             "# every other account: an enterprise, confined to its own prefix",
             f"pattern write {TOPIC_ROOT}/%u/#",
             f"pattern read {TOPIC_ROOT}/%u/+/ack",
+            f"pattern read {TOPIC_ROOT}/%u/+/cmd",
             "",
         ]
     )

@@ -32,7 +32,9 @@ def free_port() -> int:
 class GatewayProcess:
     """`cems gateway` as a real process, in its own topic namespace and MQTT session."""
 
-    def __init__(self, infra: InfraSettings, namespace: str, log_path: Path, client_id: str) -> None:
+    def __init__(
+        self, infra: InfraSettings, namespace: str, log_path: Path, client_id: str, env: dict[str, str] | None = None
+    ) -> None:
         self.infra = infra
         self.namespace = namespace
         self.client_id = client_id
@@ -43,7 +45,7 @@ class GatewayProcess:
             "gateway", "--namespace", namespace, "--client-id", client_id, "--tcp-port", str(self.tcp_port),
             "--metrics-port", str(self.metrics_port),
         ]  # fmt: skip
-        self.process = CemsProcess(args, log_path, b'"gateway running"', infra_env(infra))
+        self.process = CemsProcess(args, log_path, b'"gateway running"', {**infra_env(infra), **(env or {})})
 
     @property
     def topics(self) -> Topics:

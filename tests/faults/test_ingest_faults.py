@@ -1,0 +1,196 @@
+"""Ingest under the faults of issue 10, each counted: every reading the fleet produced (and the
+broker acknowledged) is in Kafka, none twice.
+
+- hostile payloads from an enterprise account never stop ingest;
+- the gateway stopped while devices publish more than the old queue limit (100,000);
+- the broker SIGKILLed and restarted mid-stream (what it loses, backfill recovers);
+- a clean broker restart while the gateway is down;
+- Kafka SIGKILLed and restarted mid-stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cems.infra.secrets import SecretStore
+from cems.infra.settings import InfraSettings
+from cems.topics import ensure_topics
+from contracts.registry import load_registry
+from tests.integration.helpers import GatewayProcess, Publisher, consume_all
+
+from .ingest_rig import (
+    FleetRun,
+    count_readings,
+    kill,
+    private_broker,
+    private_kafka,
+    private_settings,
+    remove_private_state,
+    scaled_registry,
+    start_gateway,
+)
+
+pytestmark = pytest.mark.integration
+
+POWER_MN = load_registry().stack_index()["jy-power-1-s1"][1].devices[0].mn  # a JSON device
+
+
+@pytest.fixture
+def gateway(infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(infra, f"f{unique}", tmp_path / "gateway.log", client_id=f"gw-{unique}")
+    ensure_topics(infra.kafka_bootstrap, gw.topics.all())
+    gw.start()
+    yield gw
+    gw.stop()
+    gw.end_session(secrets)
+
+
+def _good(t: datetime) -> bytes:
+    return json.dumps(
+        {"mn": POWER_MN, "time": t.isoformat(), "values": {"so2": {"value": 20.0}, "o2": {"value": 7.0}}}
+    ).encode()
+
+
+HOSTILE: dict[str, bytes] = {
+    "400-digit integer": b'{"mn":"' + POWER_MN.encode() + b'","time":"2026-11-29T08:00:00+00:00",'
+    b'"values":{"so2":{"value":' + b"9" * 400 + b"}}}",
+    "10,000-deep array": b"[" * 10_000 + b"]" * 10_000,
+    "10,000-deep object": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+    "300 KB body": b'{"mn":"' + b"x" * 300_000 + b'"}',
+    "5 MB body": b"\xff" * 5_000_000,
+    "not UTF-8": b'{"mn":"\xff\xfe"}',
+    "UTF-16 JSON": json.dumps({"mn": POWER_MN}).encode("utf-16"),
+    "NaN value": b'{"mn":"' + POWER_MN.encode() + b'","time":"2026-11-29T08:00:00+00:00","values":{"so2":NaN}}',
+}
+
+
+def test_hostile_payloads_never_stop_ingest(
+    infra: InfraSettings, secrets: SecretStore, gateway: GatewayProcess, unique: str
+) -> None:
+    """Each payload of the issue's first row, then a good reading: the good reading is stored,
+    each hostile one that reached the gateway is a dead letter with its reason."""
+    device = Publisher(infra, secrets, "jy-power-1", f"dev-{unique}")
+    topic = "cems/v1/jy-power-1/jy-power-1-s1/reading"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    try:
+        for i, payload in enumerate(HOSTILE.values()):
+            device.publish(topic, payload).wait_for_publish(10)  # the broker may refuse the largest
+            device.publish(topic, _good(t0 + timedelta(seconds=i))).wait_for_publish(10)
+    finally:
+        device.close()
+    n = len(HOSTILE)
+    readings = consume_all(infra.kafka_bootstrap, gateway.topics.readings.name, expect=n, timeout_s=60)
+    stored = sorted(datetime.fromisoformat(r["event_time"]) for r in readings)
+    assert stored == [t0 + timedelta(seconds=i) for i in range(n)], gateway.tail()
+    letters = consume_all(infra.kafka_bootstrap, gateway.topics.dead_letters.name, expect=n - 2, timeout_s=20)
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert "internal_error" not in reasons, letters
+    assert reasons.count("malformed_json") >= 4, reasons  # 400 digits, two depths, not UTF-8 ...
+    for letter in letters:  # bounded: never more than the excerpt of an oversized body
+        assert len(letter["payload_b64"]) <= 4 * 64 * 1024 // 3 + 4
+        if letter["reason"] == "payload_too_large":
+            assert letter["payload_truncated"] and letter["payload_size"] > 64 * 1024
+    assert gateway.process.proc is not None and gateway.process.proc.poll() is None, gateway.tail()
+
+
+def test_gateway_down_while_devices_publish_more_than_the_old_queue_limit(tmp_path: Path) -> None:
+    """The old broker config dropped everything past 100,000 queued messages, silently."""
+    registry = scaled_registry(tmp_path / "registry.yaml", copies=100)  # 2,400 stacks
+    settings = private_settings(tmp_path)
+    broker = private_broker(settings, registry)
+    try:
+        gw = start_gateway(settings, registry, tmp_path, "queue")  # creates the persistent session
+        gw.stop()
+        fleet = FleetRun(settings, registry, steps=63, speed=1000.0, start=_past(63)).begin()  # 151,200
+        fleet.wait(240)
+        assert fleet.counters.acked >= fleet.counters.sent == len(fleet.expected()) > 150_000
+        gw.start()
+        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=240)
+        gw.stop()
+        print(f"gateway down, {fleet.counters.sent:,} queued: {count}")
+        assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
+    finally:
+        broker.stop()
+        remove_private_state(settings)
+
+
+def test_broker_sigkill_mid_stream_loses_nothing_after_backfill(tmp_path: Path) -> None:
+    registry = scaled_registry(tmp_path / "registry.yaml", copies=40)  # 960 stacks, 960 readings/s
+    settings = private_settings(tmp_path)
+    broker = private_broker(settings, registry)
+    gw = start_gateway(settings, registry, tmp_path, "bkill")
+    try:
+        fleet = FleetRun(settings, registry, steps=30).begin()
+        time.sleep(12)
+        kill(broker)
+        killed_at = fleet.counters.acked
+        time.sleep(1)
+        broker.start()
+        fleet.wait(120)
+        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=90)
+        print(f"broker SIGKILL after {killed_at:,} acknowledged: {count}; fleet {fleet.counters}")
+        assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
+    finally:
+        gw.stop()
+        broker.stop()
+        remove_private_state(settings)
+
+
+def test_clean_broker_restart_while_the_gateway_is_down(tmp_path: Path) -> None:
+    """The gateway's session (and its subscription) survive a broker restart: what devices
+    publish after the restart, before the gateway is back, waits for it."""
+    registry = scaled_registry(tmp_path / "registry.yaml", copies=10)  # 240 stacks
+    settings = private_settings(tmp_path)
+    broker = private_broker(settings, registry)
+    gw = start_gateway(settings, registry, tmp_path, "restart")
+    try:
+        time.sleep(6)  # past an autosave: the broker has written the session down
+        gw.stop()
+        broker.stop()
+        remove_private_state(settings)
+        broker.start()
+        fleet = FleetRun(settings, registry, steps=10, speed=100.0, start=_past(10)).begin()  # 2,400
+        fleet.wait(60)
+        gw.start()
+        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=60)
+        print(f"clean broker restart, gateway down: {count}")
+        assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
+        assert count.backfilled == 0  # the broker kept them: nothing to ask devices for
+    finally:
+        gw.stop()
+        broker.stop()
+        remove_private_state(settings)
+
+
+def test_kafka_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    registry = scaled_registry(tmp_path / "registry.yaml", copies=40)
+    settings = private_settings(tmp_path, kafka=True)
+    kafka = private_kafka(settings)
+    broker = private_broker(settings, registry)
+    gw = start_gateway(settings, registry, tmp_path, "kkill")
+    try:
+        fleet = FleetRun(settings, registry, steps=25).begin()
+        time.sleep(10)
+        kill(kafka)
+        time.sleep(2)
+        kafka.start()
+        fleet.wait(120)
+        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=120)
+        print(f"kafka SIGKILL mid-stream: {count}")
+        assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
+    finally:
+        gw.stop()
+        broker.stop()
+        kafka.stop()
+        remove_private_state(settings)
+
+
+def _past(steps: int) -> datetime:
+    """A start far enough back that an accelerated fleet never runs ahead of the clock."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=steps + 5)
