@@ -15,4 +15,6 @@ def registry_path() -> Path:
 
 def mqtt_accounts(path: Path | None = None) -> list[MqttAccount]:
     registry = load_registry(path or registry_path())
-    return [MqttAccount(e.id, "enterprise") for e in registry.enterprises]
+    return [
+        MqttAccount(e.id, "enterprise", tuple(s.reporting_interval_s for s in e.stacks)) for e in registry.enterprises
+    ]

@@ -96,6 +96,24 @@ def infra_status(names: ServerNames = None) -> None:
         raise typer.Exit(code=1)
 
 
+@infra_app.command("mosquitto-config")
+def infra_mosquitto_config(
+    out: Annotated[Path, typer.Option(help="folder the broker reads, same path (docker-compose: /mosquitto/auth)")],
+    registry: RegistryOption = None,
+) -> None:
+    """Write mosquitto.conf and the dynamic security file for the eclipse-mosquitto image."""
+    from cems.infra.mosquitto import write_docker_config
+    from cems.infra.settings import InfraSettings
+
+    from .accounts import mqtt_accounts
+
+    try:
+        budget = write_docker_config(InfraSettings(), mqtt_accounts(registry), out)
+    except CemsError as exc:
+        raise _fail(exc) from exc
+    console.print(f"mosquitto: wrote {out}/mosquitto.conf and {out}/dynamic-security.json; {budget.describe()}")
+
+
 @topics_app.command("ensure")
 def topics_ensure() -> None:
     """Create every missing project topic with its partitions and retention."""

@@ -1,85 +1,207 @@
 """Mosquitto from Debian, with the project's config: persistence on, no anonymous access,
-a password file and an ACL so each enterprise account publishes only under its own prefix."""
+accounts and rights in the dynamic security plugin (``cems.infra.dynsec``: default deny,
+an enterprise publishes only its devices' channels and subscribes only to its own ``ack`` and
+``cmd``), payload size and queue limits sized from the registry (``queue_budget``).
+
+``MosquittoServer.start`` regenerates the configuration every time and restarts a running
+broker whose configuration changed (the dynsec plugin reads its file only at start-up).
+"""
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
+import math
 import os
 import pwd
 import shutil
+import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contracts.errors import InfrastructureError
 
-from .process import ManagedServer, run_checked
+from .dynsec import MqttAccount, dynsec_document
+from .process import ManagedServer
 from .secrets import SecretStore
+from .settings import InfraSettings
 
-#: topic grammar root; an enterprise account may write only below cems/v1/<its account>/
-TOPIC_ROOT = "cems/v1"
+__all__ = ["MosquittoServer", "MqttAccount", "QueueBudget", "queue_budget", "render_config", "write_docker_config"]
+
+DYNSEC_FILE = "dynamic-security.json"
+#: the fingerprint of the configuration the running broker was started with
+APPLIED_FILE = "applied-config.sha256"
+PLUGIN_CANDIDATES = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so")
+#: where the eclipse-mosquitto image keeps the plugin and its files (docker-compose)
+DOCKER_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+DOCKER_DATA = "/mosquitto/data"
+DOCKER_LISTENER = "1883 0.0.0.0"
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class MqttAccount:
-    username: str
-    role: str  # "enterprise" or "platform"
+class QueueBudget:
+    """How much the broker queues for a subscriber that is away (the gateway down)."""
+
+    outage_budget_s: int
+    readings_per_hour: float
+    bytes_per_reading: int
+    safety_factor: float
+    floor_bytes: int
+    #: ``max_queued_bytes``: the larger of the sized value and the floor
+    max_queued_bytes: int
+
+    @property
+    def readings_held(self) -> int:
+        """Readings of ``bytes_per_reading`` the queue holds."""
+        return self.max_queued_bytes // self.bytes_per_reading
+
+    @property
+    def hours_held_at_full_load(self) -> float:
+        return math.inf if self.readings_per_hour == 0 else self.readings_held / self.readings_per_hour
+
+    def describe(self) -> str:
+        return (
+            f"outage budget {self.outage_budget_s} s at the registry's full load of "
+            f"{self.readings_per_hour:,.0f} readings/h x {self.bytes_per_reading} B x {self.safety_factor:g}, "
+            f"floor {self.floor_bytes // MIB} MiB: max_queued_bytes {self.max_queued_bytes:,} "
+            f"({self.readings_held:,} readings, {self.hours_held_at_full_load:,.1f} h at full load)"
+        )
 
 
-def render_acl(platform_user: str) -> str:
-    """The ACL: the platform reads everything; each enterprise writes under its own prefix.
+def queue_budget(
+    reporting_intervals_s: Iterable[int],
+    *,
+    outage_budget_s: int,
+    bytes_per_reading: int,
+    safety_factor: float,
+    floor_bytes: int,
+) -> QueueBudget:
+    """Size the broker's per-client queue by bytes for an outage of ``outage_budget_s``.
 
-    ``%u`` is the connecting username, so an account named after its enterprise id can
-    publish to ``cems/v1/<enterprise>/...`` and nowhere else, and read only its own
-    acknowledgement topics.
+    Full load = sum over the registry's stacks of 3600 / reporting_interval_s readings an
+    hour. ``max_queued_bytes`` = full load x outage hours x ``bytes_per_reading`` (1,024 by
+    default; a JSON reading is under 1 KB, an HJ 212 packet under 2 KB) x ``safety_factor``
+    (2 by default), never below ``floor_bytes`` (256 MiB by default, so 150,000 readings of
+    ~600 bytes queued while the gateway is down fit with room to spare). The sample registry
+    (24 stacks, one reading a minute: 1,440 readings/h) needs 2.9 MB for an hour: the floor
+    applies. 10,000 stacks at one a minute (600,000 readings/h) need 1.14 GiB for an hour,
+    which Mosquitto holds in memory. Mosquitto counts payload bytes only.
     """
-    return "\n".join(
-        [
-            f"user {platform_user}",
-            f"topic readwrite {TOPIC_ROOT}/#",
-            f"topic readwrite $share/+/{TOPIC_ROOT}/#",
-            "",
-            "# every other account: an enterprise, confined to its own prefix",
-            f"pattern write {TOPIC_ROOT}/%u/#",
-            f"pattern read {TOPIC_ROOT}/%u/+/ack",
-            f"pattern read {TOPIC_ROOT}/%u/+/cmd",
-            "",
-        ]
+    intervals = list(reporting_intervals_s)
+    if any(i <= 0 for i in intervals):
+        raise ValueError(f"reporting intervals must be positive, got {sorted(set(intervals))[:5]}")
+    readings_per_hour = sum(3600 / i for i in intervals)
+    sized = math.ceil(readings_per_hour * outage_budget_s / 3600 * bytes_per_reading * safety_factor)
+    return QueueBudget(
+        outage_budget_s=outage_budget_s,
+        readings_per_hour=readings_per_hour,
+        bytes_per_reading=bytes_per_reading,
+        safety_factor=safety_factor,
+        floor_bytes=floor_bytes,
+        max_queued_bytes=max(sized, floor_bytes),
     )
 
 
-def render_config(*, host: str, port: int, home: Path) -> str:
+def budget_for(settings: InfraSettings, accounts: Sequence[MqttAccount]) -> QueueBudget:
+    return queue_budget(
+        (i for a in accounts for i in a.reporting_intervals_s),
+        outage_budget_s=settings.mqtt_outage_budget_s,
+        bytes_per_reading=settings.mqtt_bytes_per_reading,
+        safety_factor=settings.mqtt_queue_safety_factor,
+        floor_bytes=settings.mqtt_queue_floor_bytes,
+    )
+
+
+def render_config(
+    *,
+    listener: str,
+    data_dir: str,
+    plugin: str,
+    dynsec_file: str,
+    settings: InfraSettings,
+    budget: QueueBudget,
+) -> str:
+    """mosquitto.conf; ``listener`` is ``"<port> <address>"``."""
     return "\n".join(
         [
+            "# Generated by cems.infra.mosquitto.render_config.",
+            f"# Queue: {budget.describe()}.",
             "per_listener_settings false",
             "allow_anonymous false",
-            f"password_file {home / 'passwd'}",
-            f"acl_file {home / 'acl'}",
+            f"plugin {plugin}",
+            f"plugin_opt_config_file {dynsec_file}",
             "persistence true",
-            f"persistence_location {home / 'data'}/",
-            "autosave_interval 30",
-            "max_queued_messages 100000",
-            "max_inflight_messages 100",
+            f"persistence_location {data_dir.rstrip('/')}/",
+            f"autosave_interval {settings.mqtt_autosave_interval_s}",
+            f"message_size_limit {settings.mqtt_message_size_limit_bytes}",
+            "max_queued_messages 0",
+            f"max_queued_bytes {budget.max_queued_bytes}",
+            f"max_inflight_messages {settings.mqtt_max_inflight_messages}",
+            f"sys_interval {settings.mqtt_sys_interval_s}",
             "log_dest stdout",
             "log_type error",
             "log_type warning",
             "log_type notice",
             "log_type information",
             "connection_messages true",
-            f"listener {port} {host}",
+            f"listener {listener}",
             "",
         ]
     )
+
+
+def write_docker_config(settings: InfraSettings, accounts: Sequence[MqttAccount], out_dir: Path) -> QueueBudget:
+    """Write ``mosquitto.conf`` and ``dynamic-security.json`` for the eclipse-mosquitto image
+    into ``out_dir`` (docker-compose's ``mosquitto-init`` step; the broker mounts the folder
+    at the same path). Same policy and limits as ``cems infra up``; returns the queue budget."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    budget = budget_for(settings, accounts)
+    dynsec = out_dir / DYNSEC_FILE
+    conf = render_config(
+        listener=DOCKER_LISTENER,
+        data_dir=DOCKER_DATA,
+        plugin=DOCKER_PLUGIN,
+        dynsec_file=str(dynsec),
+        settings=settings,
+        budget=budget,
+    )
+    _write_private(dynsec, render_dynsec(settings, accounts, dynsec))
+    (out_dir / "mosquitto.conf").write_text(conf)
+    return budget
+
+
+def platform_account(settings: InfraSettings) -> MqttAccount:
+    return MqttAccount(settings.mqtt_platform_user, "platform")
+
+
+def render_dynsec(settings: InfraSettings, accounts: Sequence[MqttAccount], previous_file: Path | None = None) -> str:
+    """The dynsec JSON for the platform and ``accounts``, passwords from the SecretStore;
+    hashes that still match are taken from ``previous_file``."""
+    secrets = SecretStore(settings.secrets_dir)
+    previous: dict[str, Any] | None = None
+    if previous_file is not None and previous_file.exists():
+        try:
+            previous = json.loads(previous_file.read_text())
+        except (OSError, ValueError):
+            previous = None
+    doc = dynsec_document([platform_account(settings), *accounts], secrets.mqtt_password, previous)
+    return json.dumps(doc, indent=2) + "\n"
 
 
 class MosquittoServer(ManagedServer):
     name = "mosquitto"
     process_marker = "mosquitto"
 
-    def __init__(self, settings, accounts: Sequence[MqttAccount] = ()) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, settings: InfraSettings, accounts: Sequence[MqttAccount] = ()) -> None:
         super().__init__(settings)
         self.accounts = list(accounts)
         self.secrets = SecretStore(settings.secrets_dir)
+        self._rendered: dict[str, str] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -89,34 +211,70 @@ class MosquittoServer(ManagedServer):
     def config_path(self) -> Path:
         return self.home / "mosquitto.conf"
 
+    @property
+    def dynsec_path(self) -> Path:
+        return self.home / DYNSEC_FILE
+
+    @property
+    def queue_budget(self) -> QueueBudget:
+        return budget_for(self.settings, self.accounts)
+
     def all_accounts(self) -> list[MqttAccount]:
-        return [MqttAccount(self.settings.mqtt_platform_user, "platform"), *self.accounts]
+        return [platform_account(self.settings), *self.accounts]
+
+    def render(self) -> dict[str, str]:
+        """File name -> content of the configuration this broker should run with."""
+        conf = render_config(
+            listener=f"{self.settings.mqtt_port} {self.settings.host}",
+            data_dir=str(self.home / "data"),
+            plugin=_plugin_path(),
+            dynsec_file=str(self.dynsec_path),
+            settings=self.settings,
+            budget=self.queue_budget,
+        )
+        return {self.config_path.name: conf, DYNSEC_FILE: render_dynsec(self.settings, self.accounts, self.dynsec_path)}
+
+    @staticmethod
+    def fingerprint(files: dict[str, str]) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(files):
+            digest.update(f"{name}\0{files[name]}\0".encode())
+        return digest.hexdigest()
+
+    def applied_fingerprint(self) -> str | None:
+        try:
+            return (self.home / APPLIED_FILE).read_text().strip()
+        except OSError:
+            return None
+
+    def start(self) -> str:
+        """Start as ``ManagedServer.start`` does, but first stop a running broker whose
+        configuration is not the one generated now (registry, passwords or settings changed)."""
+        self._rendered = self.render()
+        restarted = ""
+        if self.pid() is not None and self.applied_fingerprint() != self.fingerprint(self._rendered):
+            restarted = f"{self.stop()}: its configuration changed; "
+        try:
+            said = super().start()
+        finally:
+            self._rendered = None
+        return said if "already running" in said else f"{restarted}{said}; {self.queue_budget.describe()}"
 
     def prepare(self) -> None:
-        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-        if exe is None:
+        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise InfrastructureError("mosquitto: not installed; run scripts/bootstrap.sh (apt-get install mosquitto)")
-        home = self.home
-        (home / "data").mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(render_config(host=self.settings.host, port=self.settings.mqtt_port, home=home))
-        (home / "acl").write_text(render_acl(self.settings.mqtt_platform_user))
-        self.write_password_file()
+        files = self._rendered or self.render()
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(files[self.config_path.name])
+        _write_private(self.dynsec_path, files[DYNSEC_FILE])
+        _write_private(self.home / APPLIED_FILE, self.fingerprint(files) + "\n")
+        for obsolete in ("passwd", "acl"):  # the password file and ACL of before the dynsec plugin
+            (self.home / obsolete).unlink(missing_ok=True)
         self._give_to_mosquitto_user()
 
-    def write_password_file(self) -> None:
-        passwd = self.home / "passwd"
-        tmp = passwd.with_suffix(".tmp")
-        tmp.write_text("")
-        for account in self.all_accounts():
-            password = self.secrets.mqtt_password(account.username)
-            run_checked(
-                [_mosquitto_passwd(), "-b", str(tmp), account.username, password],
-                f"mosquitto: adding account {account.username!r} to the password file",
-            )
-        tmp.replace(passwd)
-
     def _give_to_mosquitto_user(self) -> None:
-        """As root, mosquitto drops to user ``mosquitto``: its files must belong to that user."""
+        """As root, mosquitto drops to user ``mosquitto``: its files must belong to that user,
+        and it must be able to reach its folder."""
         if os.geteuid() != 0:
             return
         try:
@@ -125,8 +283,18 @@ class MosquittoServer(ManagedServer):
             return
         for path in [self.home, *self.home.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid)
-        for path in (self.home / "passwd", self.home / "acl"):
-            path.chmod(0o600)
+        for parent in self.home.resolve().parents:
+            mode = parent.stat()
+            reachable = (
+                mode.st_uid == user.pw_uid
+                or mode.st_mode & stat.S_IXOTH
+                or (mode.st_gid == user.pw_gid and mode.st_mode & stat.S_IXGRP)
+            )
+            if not reachable:
+                raise InfrastructureError(
+                    f"mosquitto runs as user mosquitto, which cannot enter {parent} "
+                    f"(mode {stat.filemode(mode.st_mode)}); choose a state folder it can reach"
+                )
 
     def command(self) -> list[str]:
         return [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.config_path)]
@@ -163,8 +331,19 @@ class MosquittoServer(ManagedServer):
         return None
 
 
-def _mosquitto_passwd() -> str:
-    exe = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    if not Path(exe).exists():
-        raise InfrastructureError("mosquitto: mosquitto_passwd not found (Debian package mosquitto)")
-    return exe
+def _plugin_path() -> str:
+    for pattern in PLUGIN_CANDIDATES:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise InfrastructureError(
+        "mosquitto: mosquitto_dynamic_security.so not found under /usr/lib (Debian package mosquitto 2.x)"
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, replacing it in one step."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)

@@ -44,6 +44,21 @@ class InfraSettings(BaseSettings):
     influxdb_user: str = "cems-admin"
 
     mqtt_platform_user: str = "cems-platform"
+    # -- Mosquitto limits (cems.infra.mosquitto.render_config) ------------------------------
+    mqtt_message_size_limit_bytes: int = Field(
+        default=262_144, gt=0, description="largest PUBLISH payload the broker accepts; a reading is under 2 KB"
+    )
+    mqtt_outage_budget_s: int = Field(
+        default=3600, gt=0, description="how long the gateway may be away before the broker's queue for it is full"
+    )
+    mqtt_bytes_per_reading: int = Field(default=1024, gt=0, description="payload bytes a queued reading is sized at")
+    mqtt_queue_safety_factor: float = Field(default=2.0, ge=1.0)
+    mqtt_queue_floor_bytes: int = Field(default=256 * 1024 * 1024, ge=0, description="max_queued_bytes never below")
+    mqtt_autosave_interval_s: int = Field(default=5, gt=0, description="seconds between persistence saves")
+    mqtt_max_inflight_messages: int = Field(
+        default=1000, gt=0, description="unacknowledged QoS 1 messages per client (the gateway acks after Kafka)"
+    )
+    mqtt_sys_interval_s: int = Field(default=1, gt=0, description="seconds between $SYS updates")
 
     start_timeout_s: float = 90.0
 

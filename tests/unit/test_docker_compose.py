@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+import pytest
 import yaml
+from typer.testing import CliRunner
 
-from cems.infra.mosquitto import render_acl
+from cems.infra.dynsec import pbkdf2_hash
 from cems.infra.settings import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -66,12 +70,50 @@ def test_every_mounted_file_exists_and_named_volumes_are_declared() -> None:
                 assert source in declared, f"service {name} uses undeclared volume {source}"
 
 
-def test_mosquitto_docker_config_matches_the_local_policy() -> None:
-    conf = (REPO_ROOT / "scripts/infra/mosquitto/docker.conf").read_text()
-    assert "allow_anonymous false" in conf
-    assert "persistence true" in conf
-    acl = (REPO_ROOT / "scripts/infra/mosquitto/acl").read_text()
-    assert acl.split("\n", 1)[1] == render_acl("cems-platform"), "regenerate scripts/infra/mosquitto/acl"
+def test_mosquitto_runs_the_config_its_init_step_generates_from_the_registry() -> None:
+    """The init step runs the project's image (``cems infra mosquitto-config``) into the
+    volume the broker reads: no hand-kept config, ACL or password file remains."""
+    services = _compose()["services"]
+    init, broker = services["mosquitto-init"], services["mosquitto"]
+    assert init["image"] == services["gateway"]["image"] and init["build"] == "."
+    script = init["entrypoint"][-1]
+    assert script.startswith("cems infra mosquitto-config --out /mosquitto/auth ")
+    assert "chown -R 1883:1883 /mosquitto/auth" in script  # the eclipse-mosquitto image's user
+    assert init["environment"]["CEMS_MQTT_DEV_PASSWORD"]
+    assert "mosquitto-auth:/mosquitto/auth" in init["volumes"]
+    assert broker["image"].startswith("eclipse-mosquitto:2.")
+    assert broker["command"] == ["/usr/sbin/mosquitto", "-c", "/mosquitto/auth/mosquitto.conf"]
+    assert "mosquitto-auth:/mosquitto/auth:ro" in broker["volumes"]
+    assert broker["depends_on"]["mosquitto-init"]["condition"] == "service_completed_successfully"
+    assert not (REPO_ROOT / "scripts/infra/mosquitto").exists()
+
+
+def test_mosquitto_init_command_writes_the_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cems.cli import app
+
+    monkeypatch.setenv("CEMS_MQTT_DEV_PASSWORD", "dev-pw")
+    monkeypatch.setenv("CEMS_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "auth"
+    result = CliRunner().invoke(app, ["infra", "mosquitto-config", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    conf = (out / "mosquitto.conf").read_text().splitlines()
+    for line in (
+        "listener 1883 0.0.0.0",
+        "allow_anonymous false",
+        "plugin /usr/lib/mosquitto_dynamic_security.so",
+        f"plugin_opt_config_file {out / 'dynamic-security.json'}",
+        "persistence_location /mosquitto/data/",
+        "max_queued_messages 0",
+        f"max_queued_bytes {256 * 1024 * 1024}",
+        "message_size_limit 262144",
+    ):
+        assert line in conf, line
+    dynsec = json.loads((out / "dynamic-security.json").read_text())
+    clients = {c["username"]: c for c in dynsec["clients"]}
+    assert {"cems-platform", "jy-power-1"} <= set(clients)
+    client = clients["jy-power-1"]
+    assert base64.b64decode(client["password"]) == pbkdf2_hash("dev-pw", base64.b64decode(client["salt"]))
+    assert not any(dynsec["defaultACLAccess"].values())
 
 
 def test_grafana_provisioning_points_at_influxdb_with_flux() -> None:

@@ -2,32 +2,136 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import pytest
+
+from cems.accounts import mqtt_accounts
 from cems.infra.kafka import KafkaServer
-from cems.infra.mosquitto import render_acl, render_config
+from cems.infra.mosquitto import MosquittoServer, MqttAccount, budget_for, queue_budget, render_config
 from cems.infra.settings import InfraSettings
+from contracts.registry import SAMPLE_REGISTRY, load_registry
+
+MIB = 1024 * 1024
 
 
-def test_mosquitto_config_is_loopback_persistent_and_closed(tmp_path: Path) -> None:
-    conf = render_config(host="127.0.0.1", port=18830, home=tmp_path)
-    lines = conf.splitlines()
+def _conf(settings: InfraSettings, tmp_path: Path) -> list[str]:
+    return render_config(
+        listener="18830 127.0.0.1",
+        data_dir=str(tmp_path / "data"),
+        plugin="/usr/lib/mosquitto_dynamic_security.so",
+        dynsec_file=str(tmp_path / "dynamic-security.json"),
+        settings=settings,
+        budget=budget_for(settings, mqtt_accounts(SAMPLE_REGISTRY)),
+    ).splitlines()
+
+
+def test_mosquitto_config_is_loopback_persistent_closed_and_uses_dynamic_security(tmp_path: Path) -> None:
+    lines = _conf(InfraSettings(state_dir=tmp_path), tmp_path)
     assert "listener 18830 127.0.0.1" in lines
     assert "allow_anonymous false" in lines
+    assert "per_listener_settings false" in lines
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in lines
+    assert f"plugin_opt_config_file {tmp_path / 'dynamic-security.json'}" in lines
+    assert not any(line.startswith(("password_file", "acl_file")) for line in lines)
     assert "persistence true" in lines
-    assert f"password_file {tmp_path / 'passwd'}" in lines
-    assert f"acl_file {tmp_path / 'acl'}" in lines
+    assert f"persistence_location {tmp_path / 'data'}/" in lines
 
 
-def test_acl_confines_enterprises_to_their_prefix() -> None:
-    acl = render_acl("platform").splitlines()
-    assert "pattern write cems/v1/%u/#" in acl
-    assert "topic readwrite cems/v1/#" in acl
-    # the platform's unrestricted line belongs to the platform user block only
-    assert acl.index("user platform") < acl.index("topic readwrite cems/v1/#")
-    assert not any(
-        line.startswith("topic") and "write" in line for line in acl[acl.index("pattern write cems/v1/%u/#") :]
+def test_mosquitto_limits_come_from_the_settings(tmp_path: Path) -> None:
+    lines = _conf(InfraSettings(state_dir=tmp_path), tmp_path)
+    for line in (
+        "message_size_limit 262144",
+        "max_queued_messages 0",
+        f"max_queued_bytes {256 * MIB}",
+        "autosave_interval 5",
+        "sys_interval 1",
+        "max_inflight_messages 1000",
+    ):
+        assert line in lines
+
+
+def test_mosquitto_limits_can_be_set_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CEMS_MQTT_MESSAGE_SIZE_LIMIT_BYTES", "65536")
+    monkeypatch.setenv("CEMS_MQTT_OUTAGE_BUDGET_S", "7200")
+    monkeypatch.setenv("CEMS_MQTT_QUEUE_FLOOR_BYTES", "0")
+    monkeypatch.setenv("CEMS_MQTT_AUTOSAVE_INTERVAL_S", "2")
+    settings = InfraSettings(state_dir=tmp_path)
+    lines = _conf(settings, tmp_path)
+    assert "message_size_limit 65536" in lines
+    assert "autosave_interval 2" in lines
+    # the sample registry's 1,440 readings an hour, for two hours, 1,024 bytes each, times 2
+    assert f"max_queued_bytes {1440 * 2 * 1024 * 2}" in lines
+
+
+def test_the_sample_registry_reports_1440_readings_an_hour() -> None:
+    """The figure the queue budget's docstring states."""
+    registry = load_registry(SAMPLE_REGISTRY)
+    assert len(registry.stacks()) == 24
+    budget = budget_for(InfraSettings(), mqtt_accounts(SAMPLE_REGISTRY))
+    assert budget.readings_per_hour == 1440
+    assert budget.max_queued_bytes == 256 * MIB  # the floor: 1,440 x 1,024 x 2 is 2.9 MB
+    assert budget.readings_held == 262_144
+
+
+@pytest.mark.parametrize(
+    ("intervals_s", "budget_s", "readings_per_hour", "max_queued_bytes"),
+    [
+        ([], 3600, 0, 256 * MIB),  # no stacks: the floor
+        ([60] * 24, 3600, 1440, 256 * MIB),  # the sample registry: 2,949,120 bytes sized, the floor applies
+        ([60] * 10_000, 3600, 600_000, 600_000 * 1024 * 2),  # 10,000 stacks a minute: 1.14 GiB
+        ([60] * 10_000, 1800, 600_000, 300_000 * 1024 * 2),  # half the outage, half the bytes
+        ([1] * 10_000, 3600, 36_000_000, 36_000_000 * 1024 * 2),  # a reading a second
+        ([60, 30, 3600] * 1000, 3600, 181_000, 181_000 * 1024 * 2),  # mixed intervals add up
+    ],
+)
+def test_queue_budget(intervals_s: list[int], budget_s: int, readings_per_hour: float, max_queued_bytes: int) -> None:
+    budget = queue_budget(
+        intervals_s, outage_budget_s=budget_s, bytes_per_reading=1024, safety_factor=2, floor_bytes=256 * MIB
     )
+    assert budget.readings_per_hour == pytest.approx(readings_per_hour)
+    assert budget.max_queued_bytes == max_queued_bytes
+    assert budget.readings_held == max_queued_bytes // 1024
+    if readings_per_hour:
+        assert budget.hours_held_at_full_load >= 2 * budget_s / 3600
+    else:
+        assert budget.hours_held_at_full_load == math.inf
+
+
+def test_queue_budget_holds_the_issues_150000_readings_of_600_bytes() -> None:
+    budget = budget_for(InfraSettings(), mqtt_accounts(SAMPLE_REGISTRY))
+    assert budget.max_queued_bytes > 150_000 * 600
+
+
+def test_queue_budget_refuses_a_nonpositive_interval() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        queue_budget([60, 0], outage_budget_s=3600, bytes_per_reading=1024, safety_factor=2, floor_bytes=0)
+
+
+def test_accounts_carry_their_stacks_reporting_intervals() -> None:
+    accounts = {a.username: a for a in mqtt_accounts(SAMPLE_REGISTRY)}
+    registry = load_registry(SAMPLE_REGISTRY)
+    assert set(accounts) == {e.id for e in registry.enterprises}
+    for enterprise in registry.enterprises:
+        assert accounts[enterprise.id].reporting_intervals_s == tuple(s.reporting_interval_s for s in enterprise.stacks)
+
+
+def test_generated_config_is_the_same_for_the_same_registry_and_secrets(tmp_path: Path) -> None:
+    settings = InfraSettings(state_dir=tmp_path, mqtt_port=18830)
+    server = MosquittoServer(settings, mqtt_accounts(SAMPLE_REGISTRY))
+    server.home.mkdir(parents=True)
+    first = server.render()
+    server.dynsec_path.write_text(first["dynamic-security.json"])
+    again = MosquittoServer(settings, mqtt_accounts(SAMPLE_REGISTRY)).render()
+    assert again == first
+    assert server.fingerprint(again) == server.fingerprint(first)
+    fewer = MosquittoServer(settings, mqtt_accounts(SAMPLE_REGISTRY)[1:]).render()
+    assert server.fingerprint(fewer) != server.fingerprint(first)
+    other_limits = MosquittoServer(
+        settings.model_copy(update={"mqtt_sys_interval_s": 2}), [MqttAccount("a1", "enterprise")]
+    )
+    assert "sys_interval 2" in other_limits.render()["mosquitto.conf"]
 
 
 def test_kafka_properties_kraft_single_node_without_auto_topics(tmp_path: Path) -> None:
