@@ -230,23 +230,33 @@ def test_payloads_above_the_message_size_limit_are_not_delivered(
     platform.on_message = lambda c, u, m: got.put(len(m.payload))
     platform.subscribe(topic, qos=1)
     assert subscribed.wait(10)
-    connected = threading.Event()
-    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"big-{unique}", protocol=mqtt.MQTTv311)
-    device.username_pw_set("jy-power-1", secrets.mqtt_password("jy-power-1"))
-    device.on_connect = lambda c, u, f, rc, p: connected.set()
-    device.connect(infra.host, infra.mqtt_port, keepalive=30)
-    device.loop_start()
-    try:
+
+    def device(name: str) -> tuple[mqtt.Client, threading.Event]:
+        """An MQTT 3.1.1 device; its event is set at a PUBACK or when the broker drops it."""
+        connected, answered = threading.Event(), threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{unique}", protocol=mqtt.MQTTv311)
+        client.username_pw_set("jy-power-1", secrets.mqtt_password("jy-power-1"))
+        client.on_connect = lambda c, u, f, rc, p: connected.set()
+        client.on_publish = lambda c, u, mid, rc, p: answered.set()
+        client.on_disconnect = lambda c, u, f, rc, p: answered.set()
+        client.connect(infra.host, infra.mqtt_port, keepalive=30)
+        client.loop_start()
         assert connected.wait(10)
-        device.publish(topic, b"x" * (limit + 1), qos=1).wait_for_publish(10)
-        device.publish(topic, b"y" * limit, qos=1).wait_for_publish(20)
+        return client, answered
+
+    too_big, too_big_answered = device("big")
+    exact, exact_answered = device("exact")
+    try:
+        too_big.publish(topic, b"x" * (limit + 1), qos=1)
+        assert too_big_answered.wait(20)
+        exact.publish(topic, b"y" * limit, qos=1)
+        assert exact_answered.wait(20)
         sizes = [got.get(timeout=10)]
         time.sleep(0.5)
         while not got.empty():
             sizes.append(got.get_nowait())
         assert sizes == [limit]
     finally:
-        device.disconnect()
-        device.loop_stop()
-        platform.disconnect()
-        platform.loop_stop()
+        for client in (too_big, exact, platform):
+            client.disconnect()
+            client.loop_stop()
