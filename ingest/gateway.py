@@ -29,7 +29,7 @@ from contracts.reading import DeadLetter, Reading, RejectReason, Source
 
 from . import metrics
 from .backfill import KIND_INTERVAL_S, BackfillPlanner
-from .dedup import DedupCache
+from .dedup import DedupMemory, Seen
 from .split import Assembled, SplitAssembler
 from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic, peer_address
 
@@ -74,7 +74,7 @@ class Gateway:
         self,
         validator: ReadingValidator,
         sink: Sink,
-        dedup: DedupCache,
+        dedup: DedupMemory,
         clock: Callable[[], datetime],
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         backfill: BackfillPlanner | None = None,
@@ -88,8 +88,8 @@ class Gateway:
         self.backfill = backfill or BackfillPlanner()
         self._devices = validator.registry.device_index()
         self._intervals = {s.id: s.reporting_interval_s for _, s in validator.registry.stacks()}
-        #: writes to an HJ 212 TCP device's open connection (by MN); False when it has none
-        self.send_tcp: Callable[[str, bytes], bool] | None = None
+        #: the connection each registered HJ 212 TCP device last sent a valid packet on (by MN)
+        self._tcp_routes: dict[str, Answer] = {}
         self.failed = threading.Event()
         self.failure: Exception | None = None
         self._lock = threading.Lock()
@@ -184,11 +184,14 @@ class Gateway:
         except Rejected as rej:
             self._refuse(rej, origin, payload, _Pending(acks))
             return
+        if source is Source.TCP_HJ212:  # a request for its history goes back on this connection
+            self._tcp_routes[reading.mn] = answer
         self._accept(reading, origin, payload, _Pending(acks, reply))
 
     def _accept(self, reading: Reading, origin: str, payload: bytes, pending: _Pending) -> None:
         with self._lock:
-            fresh = self.dedup.add(reading.dedup_key)
+            seen = self.dedup.add_reading(reading)
+            fresh = seen is Seen.NEW
             backfilled = self.backfill.is_backfill(reading.mn, reading.kind, reading.event_time)
             if fresh:
                 self.backfill.observe(
@@ -199,6 +202,17 @@ class Gateway:
                     _ROUTE[reading.source],
                     self.clock(),
                 )
+        if seen is Seen.BEYOND_WINDOW:  # a sweep for a later arrival passed it while it was validated
+            stale = Rejected(
+                RejectReason.STALE_TIMESTAMP,
+                f"event time {reading.event_time.isoformat()} is before the duplicate memory's window "
+                f"(from {self.dedup.horizon.isoformat()})",
+                enterprise=reading.enterprise,
+                stack=reading.stack,
+                mn=reading.mn,
+            )
+            self._refuse(stale, origin, payload, pending)
+            return
         if not fresh and backfilled:  # asked for a period, the device sent what arrived after all
             metrics.BACKFILL_DUPLICATES.inc()
             self._complete(pending)
@@ -223,7 +237,7 @@ class Gateway:
         def done(error: Exception | None) -> None:
             if error is not None:
                 with self._lock:
-                    self.dedup.discard(reading.dedup_key)
+                    self.dedup.discard_reading(reading)
                 self._fatal(error, f"producing reading {reading.dedup_key}")
                 return
             metrics.PRODUCE_LATENCY.observe(time.perf_counter() - started)
@@ -247,10 +261,12 @@ class Gateway:
                 continue
             enterprise, stack, device = found
             payload = encode_history(item.request, "json" if item.protocol == "json" else "hj212", device.hj212_pw)
-            # a TCP device is asked on its own connection, if it is still open
-            if item.protocol == "tcp" and (self.send_tcp is None or not self.send_tcp(item.request.mn, payload)):
-                metrics.BACKFILL_UNREACHABLE.inc()
-                continue
+            if item.protocol == "tcp":
+                route = self._tcp_routes.get(item.request.mn)
+                if route is None:
+                    metrics.BACKFILL_UNREACHABLE.inc()
+                    continue
+                route(payload)  # written on the device's connection, if it is still open
             metrics.BACKFILL_REQUESTS.inc()
             log.info(
                 "asking a device for a period it sent but the platform missed",

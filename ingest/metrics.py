@@ -29,5 +29,20 @@ BACKFILL_DUPLICATES = Counter(
     "cems_gateway_backfill_duplicates_total", "Readings in answers to history requests that were already stored"
 )
 BACKFILL_UNREACHABLE = Counter(
-    "cems_gateway_backfill_unreachable_total", "History requests not sent: the TCP device had no open connection"
+    "cems_gateway_backfill_unreachable_total", "History requests not sent: the TCP device never sent on a connection of this gateway"
+)
+
+TCP_OPEN = Gauge("cems_gateway_tcp_connections", "HJ 212 TCP connections open now")
+TCP_REFUSED = Counter(
+    "cems_gateway_tcp_refused_total",
+    "HJ 212 TCP connections closed as soon as accepted, by cause (total_cap, per_address_cap, stopping)",
+    ["cause"],
+)
+TCP_CLOSED = Counter(
+    "cems_gateway_tcp_closed_total",
+    "HJ 212 TCP connections the gateway closed, by cause (idle, unread_answers, error, stopping)",
+    ["cause"],
+)
+TCP_ERRORS = Counter(
+    "cems_gateway_tcp_errors_total", "Unexpected errors in the HJ 212 TCP listener, by stage (listener goes on)", ["stage"]
 )

@@ -310,8 +310,11 @@ class TcpSink:
                 return
             buffer += chunk
             while b"\r\n" in buffer:
-                _, buffer = buffer.split(b"\r\n", 1)
-                self.counters.add("acked")
+                line, buffer = buffer.split(b"\r\n", 1)
+                if b"CN=9014" in line:  # a data answer; a history request is counted, not answered
+                    self.counters.add("acked")
+                else:
+                    self.counters.add("history_requests")
 
     def send(self, msg: Message) -> None:
         try:
