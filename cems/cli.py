@@ -191,6 +191,12 @@ def gateway(
         if settings.mqtt_password
         else SecretStore(InfraSettings().secrets_dir).mqtt_password(settings.mqtt_user)
     )
+    if settings.mqtt_queue_limit_bytes is None:  # the local broker's, as `cems infra` sized it
+        from cems.accounts import mqtt_accounts
+        from cems.infra.mosquitto import budget_for
+
+        limit = budget_for(InfraSettings(), mqtt_accounts(settings.registry)).max_queued_bytes
+        settings = settings.model_copy(update={"mqtt_queue_limit_bytes": limit})
     try:
         ensure_topics(settings.bootstrap, topics(settings.topic_namespace).all())
         code = run_gateway(settings, password)
@@ -402,6 +408,11 @@ def simulate(
         console.print(
             f"done: sent {counters.sent:,} in {elapsed:.1f}s ({counters.sent / max(elapsed, 1e-9):,.0f}/s), "
             f"acknowledged {counters.acked:,}, errors {counters.errors:,}, reconnects {counters.reconnects:,}"
+            + (
+                f", history requests {counters.history_requests:,} answered with {counters.resent:,} readings"
+                if counters.history_requests
+                else ""
+            )
         )
     else:
         console.print(f"done: wrote {out} in {elapsed:.1f}s")
