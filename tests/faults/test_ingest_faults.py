@@ -194,3 +194,36 @@ def test_kafka_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
 def _past(steps: int) -> datetime:
     """A start far enough back that an accelerated fleet never runs ahead of the clock."""
     return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=steps + 5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the point of the test
+def test_a_receive_thread_that_dies_is_seen(infra: InfraSettings, secrets: SecretStore, unique: str) -> None:
+    """Should a handler ever raise (the gateway core turns every input error into a dead
+    letter, so this is a bug), the source reports itself dead and `cems gateway` exits 1."""
+    from ingest.mqtt_source import MqttSource
+
+    def broken(topic: str, payload: bytes, ack: object, answer: object) -> None:
+        raise RuntimeError("a bug")
+
+    source = MqttSource(
+        host=infra.host,
+        port=infra.mqtt_port,
+        user=infra.mqtt_platform_user,
+        password=secrets.mqtt_password(infra.mqtt_platform_user),
+        client_id=f"dying-{unique}",
+        filters=[("cems/v1/jy-power-1/jy-power-1-s1/reading", 1)],
+        handler=broken,
+    )
+    source.start()
+    device = Publisher(infra, secrets, "jy-power-1", f"dev-{unique}")
+    try:
+        assert source.alive
+        device.publish("cems/v1/jy-power-1/jy-power-1-s1/reading", b"{}").wait_for_publish(10)
+        deadline = time.monotonic() + 10
+        while source.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not source.alive and source.failure == "RuntimeError: a bug"
+    finally:
+        device.close()
+        source.stop()
+        GatewayProcess(infra, "unused", Path("/dev/null"), client_id=f"dying-{unique}").end_session(secrets)
