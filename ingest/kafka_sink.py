@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from kafka import KafkaConsumer, TopicPartition
 
 from contracts.errors import InfrastructureError
 from contracts.reading import DeadLetter, Reading
 from contracts.topics import Topics
 
-DEDUP_HEADER = "cems-dedup-key"
+from .dedup_loader import dedup_header
 
 OnDone = Callable[[Exception | None], None]
+
+
+def reading_record(reading: Reading) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A reading's record: key (the stack: one partition per stack), JSON value, and the
+    dedup header the start-up loader reads (``ingest/dedup_loader.py``)."""
+    return reading.stack.encode(), reading.model_dump_json().encode(), [dedup_header(reading)]
 
 
 class KafkaSink:
@@ -52,13 +56,7 @@ class KafkaSink:
             self._producer.poll(0.1)
 
     def send_reading(self, reading: Reading, on_done: OnDone) -> None:
-        self._send(
-            self.topics.readings.name,
-            reading.stack.encode(),
-            reading.model_dump_json().encode(),
-            [(DEDUP_HEADER, reading.dedup_key.encode())],
-            on_done,
-        )
+        self._send(self.topics.readings.name, *reading_record(reading), on_done)
 
     def send_dead_letter(self, letter: DeadLetter, on_done: OnDone) -> None:
         key = (letter.stack or letter.mn or "").encode() or None
@@ -93,43 +91,3 @@ class KafkaSink:
         finally:
             self._closing.set()
             self._poller.join(5)
-
-
-def recent_dedup_keys(bootstrap: str, topic: str, max_keys: int, timeout_s: float = 60) -> list[str]:
-    """The dedup keys of the newest ``max_keys`` readings in ``topic`` (spread over partitions).
-
-    A restarted gateway loads them so that a reading Kafka already has, redelivered by the
-    MQTT broker because its acknowledgement was lost in a crash, is recognised as a duplicate.
-    """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        begins = consumer.beginning_offsets(tps)
-        per_partition = max(1, max_keys // len(tps))
-        remaining = {}
-        for tp in tps:
-            start = max(begins[tp], ends[tp] - per_partition)
-            consumer.seek(tp, start)
-            if ends[tp] > start:
-                remaining[tp] = ends[tp]
-        keys: list[str] = []
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                raise InfrastructureError(f"kafka: reading recent keys of {topic} took over {timeout_s}s")
-            for records in consumer.poll(timeout_ms=500, max_records=10_000).values():
-                for rec in records:
-                    for name, value in rec.headers or []:
-                        if name == DEDUP_HEADER:
-                            keys.append(value.decode())
-            for tp in list(remaining):
-                if consumer.position(tp) >= remaining[tp]:
-                    del remaining[tp]
-        return keys
-    finally:
-        consumer.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,9 +13,9 @@ from prometheus_client import start_http_server
 from contracts.registry import load_registry
 from contracts.topics import topics
 
-from .dedup import DedupCache
+from .dedup_loader import load_dedup_memory
 from .gateway import Gateway
-from .kafka_sink import KafkaSink, recent_dedup_keys
+from .kafka_sink import KafkaSink
 from .mqtt_source import MqttSource, subscriptions
 from .settings import GatewaySettings
 from .tcp_source import TcpSource
@@ -57,13 +56,16 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
     registry = load_registry(settings.registry)
     topic_set = topics(settings.topic_namespace)
     validator = ReadingValidator(registry, ValidationSettings(settings.max_future_s, settings.max_age_s))
-    dedup = DedupCache(settings.dedup_max_keys)
-    started = time.monotonic()
-    dedup.update(recent_dedup_keys(settings.bootstrap, topic_set.readings.name, settings.dedup_max_keys))
-    log.info(
-        "dedup keys loaded from kafka",
-        extra={"keys": len(dedup), "seconds": round(time.monotonic() - started, 2)},
+    dedup, loaded = load_dedup_memory(
+        settings.bootstrap,
+        topic_set.readings.name,
+        window_s=settings.max_age_s,
+        max_future_s=settings.max_future_s,
+        now=utc_now(),
+        client_id=settings.gateway_client_id,
+        stall_s=settings.dedup_load_stall_s,
     )
+    log.info("duplicate memory loaded from kafka", extra=loaded.log_fields())
     sink = KafkaSink(settings.bootstrap, topic_set, client_id=settings.gateway_client_id)
     gateway = Gateway(validator, sink, dedup, utc_now, max_payload_bytes=settings.max_payload_bytes)
     if settings.gateway_metrics_port:

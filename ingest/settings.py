@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.registry import SAMPLE_REGISTRY
+
+#: a day and two hours: a daily report (HJ 212 CN 2031, stamped with the start of its day)
+#: is still accepted until 02:00 the day after
+MAX_AGE_S = 26 * 3600.0
 
 
 class GatewaySettings(BaseSettings):
@@ -42,9 +46,14 @@ class GatewaySettings(BaseSettings):
     #: Prometheus metrics on http://host:port/metrics (0 = off)
     gateway_metrics_port: int = 9464
 
+    #: readings may be this far ahead of arrival (``future_timestamp`` beyond)
     max_future_s: float = 300.0
-    max_age_s: float = 72 * 3600.0
-    dedup_max_keys: int = 500_000
+    #: the oldest event time accepted (``stale_timestamp`` beyond), and so the window of the
+    #: duplicate memory, which start-up fills from Kafka: start-up time follows the readings
+    #: produced in this window (``ingest/dedup.py``, ``ingest/dedup_loader.py``)
+    max_age_s: float = Field(default=MAX_AGE_S, gt=0)
+    #: start-up fails if loading the duplicate memory gets no record from Kafka for this long
+    dedup_load_stall_s: float = Field(default=30.0, gt=0)
 
     @property
     def broker_host(self) -> str:

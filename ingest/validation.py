@@ -42,6 +42,8 @@ from contracts.reading import (
 )
 from contracts.registry import Device, Enterprise, Registry, Stack
 
+from .settings import MAX_AGE_S
+
 TOPIC_ROOT = ("cems", "v1")
 JSON_CHANNEL = "reading"
 HJ212_CHANNEL = "hj212"
@@ -110,7 +112,7 @@ def loads_bounded(payload: bytes) -> Any:
 @dataclass(frozen=True)
 class ValidationSettings:
     max_future_s: float = 300.0
-    max_age_s: float = 72 * 3600.0
+    max_age_s: float = MAX_AGE_S
 
 
 @dataclass(frozen=True)

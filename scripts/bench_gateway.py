@@ -46,7 +46,7 @@ from ingest.validation import ReadingValidator  # noqa: E402
 def payloads(count: int, fmt: str) -> list[tuple[str, bytes]]:
     registry = load_registry()
     stacks = [(e, s) for e, s in registry.stacks() if "so2" in s.parameters]
-    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=48)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
     out = []
     for i in range(count):
         ent, stack = stacks[i % len(stacks)]

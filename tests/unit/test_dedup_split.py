@@ -2,28 +2,147 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.hj212 import Hj212Packet
-from ingest.dedup import DedupCache
+from contracts.reading import DataKind, Reading, Source
+from ingest.dedup import DedupMemory, Seen, epoch_us, stream_id
+from ingest.dedup_loader import LEGACY_DEDUP_HEADER, dedup_header, parse_dedup_key
 from ingest.split import SplitAssembler
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 
 
-def test_dedup_detects_repeats_and_evicts_oldest() -> None:
-    cache = DedupCache(max_keys=3)
-    assert cache.add("a") and cache.add("b") and cache.add("c")
-    assert not cache.add("a")  # duplicate; also refreshes "a"
-    assert cache.add("d")  # evicts the least recently seen: "b"
-    assert "b" not in cache
-    assert {"a", "c", "d"} == {k for k in ("a", "b", "c", "d") if k in cache}
-    cache.discard("a")
-    assert cache.add("a")
+H_US = 3600 * 1_000_000
+NOW_US = epoch_us(T0)
+S = stream_id("M1", "realtime")
+
+
+def test_dedup_detects_repeats_per_stream_and_instant() -> None:
+    memory = DedupMemory(window_s=24 * 3600, now_us=NOW_US)
+    assert memory.add(S, NOW_US - H_US, NOW_US) is Seen.NEW
+    assert memory.add(S, NOW_US - H_US, NOW_US) is Seen.DUPLICATE
+    # another kind, another device: other streams
+    assert memory.add(stream_id("M1", "minute"), NOW_US - H_US, NOW_US) is Seen.NEW
+    assert memory.add(stream_id("M2", "realtime"), NOW_US - H_US, NOW_US) is Seen.NEW
+    # the same instant written with another offset is the same reading
+    at_8 = datetime(2026, 11, 23, 8, 0, tzinfo=timezone(timedelta(hours=8)))
+    assert epoch_us(at_8) == epoch_us(T0)
+    assert memory.add(S, epoch_us(at_8), NOW_US) is Seen.NEW
+    assert memory.add(S, epoch_us(T0), NOW_US) is Seen.DUPLICATE
+    assert memory.add(S, epoch_us(T0) + 1, NOW_US) is Seen.NEW  # a microsecond later: another reading
+    assert (len(memory), memory.streams) == (5, 3)
+
+
+def test_out_of_order_inserts_keep_every_time_findable() -> None:
+    memory = DedupMemory(window_s=24 * 3600, now_us=NOW_US)
+    order = [5, 1, 9, 3, 7, 2, 8, 0, 6, 4]
+    for m in order:
+        assert memory.add(S, NOW_US - m * 60_000_000, NOW_US) is Seen.NEW
+    for m in reversed(order):
+        assert memory.add(S, NOW_US - m * 60_000_000, NOW_US) is Seen.DUPLICATE
+    assert len(memory) == 10
+    assert memory.nbytes >= 10 * 8
+
+
+@given(st.lists(st.integers(0, 3 * 24 * 3600), max_size=60), st.lists(st.integers(0, 3 * 24 * 3600), max_size=60))
+def test_memory_agrees_with_a_set_within_the_window(first: list[int], then: list[int]) -> None:
+    """Whatever the order: NEW exactly for keys not seen before and not older than the horizon."""
+    window_us = 24 * H_US
+    memory = DedupMemory(window_s=window_us / 1e6, now_us=NOW_US, sweep_s=0)
+    seen: set[int] = set()
+    memory.load((S, NOW_US - s * 1_000_000) for s in first)
+    seen.update(NOW_US - s * 1_000_000 for s in first if NOW_US - s * 1_000_000 >= NOW_US - window_us)
+    assert len(memory) == len(seen)
+    for i, s in enumerate(then):
+        now = NOW_US + i * 600_000_000  # the clock moves on ten minutes a reading
+        event = NOW_US - s * 1_000_000
+        got = memory.add(S, event, now)
+        if event < now - window_us:
+            assert got is Seen.BEYOND_WINDOW
+        elif event in seen:
+            assert got is Seen.DUPLICATE
+        else:
+            assert got is Seen.NEW
+            seen.add(event)
+        assert memory.horizon_us == now - window_us
+
+
+def test_window_edge_is_inclusive_and_sweeps_drop_by_event_time() -> None:
+    window_s = 3600
+    memory = DedupMemory(window_s=window_s, now_us=NOW_US, sweep_s=60)
+    edge = NOW_US - H_US
+    assert memory.add(S, edge - 1, NOW_US) is Seen.BEYOND_WINDOW  # just before the horizon
+    assert memory.add(S, edge, NOW_US) is Seen.NEW  # at the horizon: still judged
+    assert memory.add(S, edge + 30_000_000, NOW_US) is Seen.NEW
+    # 59 s later: no sweep yet (at most one a minute), the horizon stays
+    assert memory.add(S, edge, NOW_US + 59_000_000) is Seen.DUPLICATE
+    assert memory.horizon_us == edge
+    # 60 s later: swept; the keys before the new horizon are gone, and so is judging them
+    assert memory.add(S, NOW_US, NOW_US + 60_000_000) is Seen.NEW
+    assert memory.horizon_us == edge + 60_000_000
+    assert not memory.holds(S, edge) and not memory.holds(S, edge + 30_000_000)
+    assert memory.add(S, edge + 30_000_000, NOW_US + 60_000_000) is Seen.BEYOND_WINDOW
+    assert len(memory) == 1
+
+
+def test_a_reading_checked_late_is_never_taken_for_new_after_a_sweep() -> None:
+    """Two threads: one validated a reading at t, another swept at t + 2 min first."""
+    memory = DedupMemory(window_s=3600, now_us=NOW_US, sweep_s=60)
+    event = NOW_US - H_US + 30_000_000  # valid for an arrival at NOW_US (30 s inside the window)
+    assert memory.add(S, event, NOW_US) is Seen.NEW
+    memory.add(stream_id("M2", "realtime"), NOW_US, NOW_US + 120_000_000)  # sweeps past ``event``
+    assert memory.add(S, event, NOW_US) is Seen.BEYOND_WINDOW  # not NEW: it may be in Kafka
+    assert memory.horizon_us == NOW_US + 120_000_000 - H_US  # the horizon never moves back
+    memory.sweep(NOW_US)
+    assert memory.horizon_us == NOW_US + 120_000_000 - H_US
+
+
+def test_silent_streams_are_swept_away_and_discard_forgets_one_key() -> None:
+    memory = DedupMemory(window_s=3600, now_us=NOW_US)
+    memory.load([(stream_id(f"X{i}", "realtime"), NOW_US - 60_000_000) for i in range(100)])
+    memory.load([(S, NOW_US - 60_000_000), (S, NOW_US - 60_000_000), (S, NOW_US - 2 * H_US)])
+    assert (len(memory), memory.streams) == (101, 101)  # repeated and too old keys not kept
+    memory.discard(S, NOW_US - 60_000_000)
+    memory.discard(S, NOW_US)  # not there: nothing happens
+    assert memory.add(S, NOW_US - 60_000_000, NOW_US) is Seen.NEW
+    assert memory.sweep(NOW_US + H_US) == 101
+    assert (len(memory), memory.streams, memory.nbytes) == (0, 0, 0)
+
+
+def test_reading_helpers_use_arrival_time_as_now() -> None:
+    reading = Reading(
+        enterprise="e", stack="s", mn="M1", event_time=T0 - timedelta(hours=2), kind=DataKind.MINUTE,
+        values={}, source=Source.MQTT_JSON, received_at=T0,
+    )  # fmt: skip
+    memory = DedupMemory(window_s=3600, now_us=NOW_US - 2 * H_US)
+    assert memory.add_reading(reading) is Seen.BEYOND_WINDOW  # 2 h old at arrival, window 1 h
+    memory = DedupMemory(window_s=3 * 3600, now_us=NOW_US)
+    assert memory.add_reading(reading) is Seen.NEW
+    assert memory.holds(stream_id("M1", "minute"), epoch_us(T0 - timedelta(hours=2)))
+    assert memory.add_reading(reading) is Seen.DUPLICATE
+    memory.discard_reading(reading)
+    assert memory.add_reading(reading) is Seen.NEW
     with pytest.raises(ValueError, match="positive"):
-        DedupCache(0)
+        DedupMemory(0, NOW_US)
+    with pytest.raises(ValueError, match="naive"):
+        epoch_us(datetime(2026, 11, 23))
+
+
+def test_dedup_header_round_trip_and_old_header() -> None:
+    at = datetime(2026, 11, 23, 8, 15, 0, 500, tzinfo=timezone(timedelta(hours=8)))
+    reading = Reading(
+        enterprise="e", stack="s", mn="4190|01", event_time=at, kind=DataKind.REALTIME, values={},
+        source=Source.MQTT_JSON, received_at=T0,
+    )  # fmt: skip
+    key = (stream_id("4190|01", "realtime"), epoch_us(reading.event_time))
+    assert parse_dedup_key(*dedup_header(reading)) == key
+    assert parse_dedup_key(LEGACY_DEDUP_HEADER, reading.dedup_key.encode()) == key
+    assert parse_dedup_key("other", b"x") is None
 
 
 def _part(
