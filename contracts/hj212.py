@@ -309,12 +309,17 @@ def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Cut complete CR LF-terminated packets off a TCP byte stream; return them and the rest.
 
     Garbage before a ``##`` is returned as its own chunk so that it can be refused with a
-    reason rather than silently skipped.
+    reason rather than silently skipped: a packet that lost its CR LF does not take the next
+    packet down with it (a packet never holds ``##`` but at its start).
     """
     packets: list[bytes] = []
     while True:
         end = buffer.find(b"\r\n")
         if end < 0:
             return packets, buffer
-        packets.append(buffer[: end + 2])
-        buffer = buffer[end + 2 :]
+        piece, buffer = buffer[: end + 2], buffer[end + 2 :]
+        start = piece.rfind(b"##")
+        if start > 0:
+            packets.append(piece[:start])
+            piece = piece[start:]
+        packets.append(piece)

@@ -44,5 +44,7 @@ TCP_CLOSED = Counter(
     ["cause"],
 )
 TCP_ERRORS = Counter(
-    "cems_gateway_tcp_errors_total", "Unexpected errors in the HJ 212 TCP listener, by stage (listener goes on)", ["stage"]
+    "cems_gateway_tcp_errors_total",
+    "Unexpected errors in the HJ 212 TCP listener, by stage (the listener goes on)",
+    ["stage"],
 )

@@ -18,7 +18,7 @@ from .gateway import Gateway
 from .kafka_sink import KafkaSink
 from .mqtt_source import MqttSource, subscriptions
 from .settings import GatewaySettings
-from .tcp_source import TcpSource
+from .tcp_source import TcpLimits, TcpSource, raise_open_files_limit
 from .validation import ReadingValidator, ValidationSettings
 
 log = logging.getLogger("cems.gateway")
@@ -72,7 +72,13 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
         start_http_server(settings.gateway_metrics_port, addr=settings.listen_host)
     tcp = None
     if settings.gateway_tcp_port:
-        tcp = TcpSource(settings.listen_host, settings.gateway_tcp_port, gateway.handle_tcp)
+        log.info("open files limit", extra={"nofile": raise_open_files_limit()})
+        limits = TcpLimits(
+            idle_timeout_s=settings.gateway_tcp_idle_timeout_s,
+            max_connections=settings.gateway_tcp_max_connections,
+            max_per_address=settings.gateway_tcp_max_per_address,
+        )
+        tcp = TcpSource(settings.listen_host, settings.gateway_tcp_port, gateway.handle_tcp, limits)
         tcp.start()
     mqtt = MqttSource(
         host=settings.broker_host,

@@ -43,6 +43,11 @@ class GatewaySettings(BaseSettings):
 
     #: HJ 212 over TCP listener (0 = off)
     gateway_tcp_port: int = 9212
+    #: close a TCP connection that has completed no packet for this long (a few reporting intervals)
+    gateway_tcp_idle_timeout_s: float = Field(default=600.0, gt=0)
+    #: TCP connections held at once, in all and per source address; one more is closed at once
+    gateway_tcp_max_connections: int = Field(default=10_000, gt=0)
+    gateway_tcp_max_per_address: int = Field(default=64, gt=0)
     #: Prometheus metrics on http://host:port/metrics (0 = off)
     gateway_metrics_port: int = 9464
 
