@@ -1,0 +1,289 @@
+"""HJ 212 over TCP as an attacker would try it, against a real `cems gateway` and the real Kafka:
+
+- a device registered without a PW (a JSON device) sending HJ 212 over TCP with any PW is
+  refused (``hj212_password``), and a device sending from outside its allowed networks is
+  refused (``source_not_allowed``): nothing of theirs in the readings;
+- 5,000 idle or byte-a-second connections open: they open quickly and a legitimate device
+  still delivers every reading, once, within a bound;
+- idle and slow connections are closed after the idle time;
+- connections over the per-address and total caps are closed at once.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cems.infra.secrets import SecretStore
+from cems.infra.settings import InfraSettings
+from contracts.registry import SAMPLE_REGISTRY
+from tests.integration.helpers import GatewayProcess, consume_all
+
+from .tcp_rig import (
+    HJ212_DEVICES,
+    JSON_DEVICE,
+    KILN,
+    base_time,
+    close_all,
+    closed_by_peer,
+    connect,
+    metrics,
+    packet,
+    qn_of,
+    raise_open_files_limit,
+    read_answers,
+    rss_mb,
+    start_gateway,
+    stop_gateway,
+    threads,
+    wait_metric,
+)
+
+pytestmark = pytest.mark.integration
+
+OPEN = "cems_gateway_tcp_connections"
+
+
+@pytest.fixture
+def gateways(infra: InfraSettings, secrets: SecretStore, tmp_path: Path) -> Iterator[list[GatewayProcess]]:
+    started: list[GatewayProcess] = []
+    yield started
+    for gw in started:
+        stop_gateway(gw, secrets)
+
+
+def test_a_device_without_pw_or_from_elsewhere_is_refused_over_tcp(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    # the kiln may send only from 10.0.0.0/8; a second HJ 212 device from loopback
+    allowed_elsewhere, allowed_here = KILN, next(d for d in HJ212_DEVICES if d.mn != KILN.mn)
+    text = SAMPLE_REGISTRY.read_text(encoding="utf-8")
+    for device, network in ((allowed_elsewhere, "10.0.0.0/8"), (allowed_here, "127.0.0.0/8")):
+        anchor = f"    - mn: {device.mn}\n"
+        assert text.count(anchor) == 1
+        text = text.replace(anchor, f"{anchor}      tcp_allowed_networks: [{network}]\n")
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(text, encoding="utf-8")
+    gw = start_gateway(infra, tmp_path, {"CEMS_REGISTRY": str(registry)})
+    gateways.append(gw)
+
+    t0 = base_time()
+    refused = {
+        (JSON_DEVICE.mn, "123456"): "hj212_password",
+        (JSON_DEVICE.mn, "anything"): "hj212_password",
+        (JSON_DEVICE.mn, ""): "hj212_password",
+        (allowed_elsewhere.mn, "123456"): "source_not_allowed",
+    }
+    with connect(gw.tcp_port) as sock:
+        for i, (mn, pw) in enumerate(refused):
+            sock.sendall(packet(mn, pw, t0 + timedelta(seconds=i), 50.0 + i))
+        good = packet(allowed_here.mn, "123456", t0, 7.0)
+        sock.sendall(good)
+        # only the legitimate packet is answered
+        assert read_answers(sock, {qn_of(good)}, timeout_s=20) == {qn_of(good)}
+        assert not read_answers(sock, {"none"}, timeout_s=1)
+
+    letters = consume_all(infra.kafka_bootstrap, gw.topics.dead_letters.name, expect=len(refused), settle_s=1)
+    got = Counter((d["mn"], d["reason"]) for d in letters)
+    assert got == {(JSON_DEVICE.mn, "hj212_password"): 3, (allowed_elsewhere.mn, "source_not_allowed"): 1}, letters
+    assert all(d["origin"].startswith("tcp:127.0.0.1:") for d in letters)
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=1, settle_s=1)
+    assert [(r["mn"], r["source"]) for r in readings] == [(allowed_here.mn, "tcp-hj212")]
+    m = metrics(gw)
+    assert m['cems_gateway_rejected_total{reason="hj212_password"}'] == 3
+    assert m['cems_gateway_rejected_total{reason="source_not_allowed"}'] == 1
+
+
+class Trickle:
+    """Sends one byte a second on each socket (never a whole packet), in a thread."""
+
+    def __init__(self, socks: list[socket.socket]) -> None:
+        self.socks = socks
+        self.stop = threading.Event()
+        self.sent = 0
+        self.failed = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            for sock in self.socks:
+                try:
+                    sock.send(b"#")
+                    self.sent += 1
+                except OSError:
+                    self.failed += 1
+
+
+def test_a_device_delivers_while_5000_idle_or_slow_connections_are_open(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    n_idle, n_slow, n_readings = 4000, 1000, 300
+    sources = [f"127.0.0.{i}" for i in range(2, 10)]  # 625 a source address, under a cap of 700
+    assert raise_open_files_limit() >= n_idle + n_slow + 200
+    gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": "700"})
+    gateways.append(gw)
+    rss_before, threads_before = rss_mb(gw), threads(gw)
+
+    socks = []
+    started = time.monotonic()
+    try:
+        for i in range(n_idle + n_slow):
+            socks.append(connect(gw.tcp_port, sources[i % len(sources)]))
+        opening_s = time.monotonic() - started
+        assert wait_metric(gw, OPEN, n_idle + n_slow, timeout_s=10) == n_idle + n_slow
+        held_s = time.monotonic() - started
+        print(
+            f"opened {len(socks)} connections in {opening_s:.2f}s ({len(socks) / opening_s:,.0f}/s); "
+            f"the gateway held them all {held_s:.2f}s after the first ({len(socks) / held_s:,.0f}/s)"
+        )
+        assert held_s < 20
+        trickle = Trickle(socks[n_idle:])
+        try:
+            time.sleep(2)  # the slow ones have sent a few bytes each
+            t0 = base_time()
+            frames = [packet(KILN.mn, "123456", t0 + timedelta(seconds=i), float(i)) for i in range(n_readings)]
+            qns = {qn_of(f) for f in frames}
+            sent_at = time.monotonic()
+            with connect(gw.tcp_port) as device:
+                for frame in frames:
+                    device.sendall(frame)
+                answered = read_answers(device, qns, timeout_s=30)
+            delivered_s = time.monotonic() - sent_at
+            print(f"{len(answered)} of {n_readings} readings answered in {delivered_s:.2f}s")
+        finally:
+            trickle.stop.set()
+            trickle.thread.join(5)
+        m = metrics(gw)
+        print(
+            f"gateway RSS {rss_before:.0f} -> {rss_mb(gw):.0f} MB, threads {threads_before} -> {threads(gw)}, "
+            f"slow bytes sent {trickle.sent}"
+        )
+        assert answered == qns, f"{len(qns - answered)} not answered\n{gw.tail()}"
+        assert delivered_s < 10
+        assert trickle.failed == 0 and trickle.sent >= n_slow
+        # none closed (the device's own connection has just ended), none refused
+        assert wait_metric(gw, OPEN, n_idle + n_slow, timeout_s=5) == n_idle + n_slow
+        assert not any(k.startswith("cems_gateway_tcp_refused_total{") and v for k, v in m.items())
+        assert threads(gw) < threads_before + 10  # no thread a connection
+    finally:
+        close_all(socks)
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=n_readings, settle_s=1)
+    values = Counter(r["values"]["so2"]["value"] for r in readings)
+    assert sorted(values) == [float(i) for i in range(n_readings)]
+    assert max(values.values()) == 1, "duplicates"
+    assert wait_metric(gw, OPEN, 0, timeout_s=10) == 0
+    assert gw.process.proc is not None and gw.process.proc.poll() is None
+
+
+def test_idle_and_slow_connections_are_closed_after_the_idle_time(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    idle_s, n_idle, n_slow = 2.0, 200, 50
+    env = {"CEMS_GATEWAY_TCP_IDLE_TIMEOUT_S": str(idle_s), "CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": "300"}
+    gw = start_gateway(infra, tmp_path, env)
+    gateways.append(gw)
+    idle = [connect(gw.tcp_port, "127.0.0.2") for _ in range(n_idle)]
+    slow = [connect(gw.tcp_port, "127.0.0.3") for _ in range(n_slow)]
+    opened = time.monotonic()
+    device = connect(gw.tcp_port)
+    t0 = base_time()
+    frames = [packet(KILN.mn, "123456", t0 + timedelta(seconds=i), float(i)) for i in range(16)]
+    trickle = Trickle(slow)
+    closed_after: float | None = None
+    try:
+        # the device sends a reading every 0.25 s for 4 s: never idle
+        for frame in frames:
+            device.sendall(frame)
+            time.sleep(0.25)
+            if closed_after is None and metrics(gw)[OPEN] == 1:
+                closed_after = time.monotonic() - opened
+        print(
+            f"{n_idle + n_slow} idle or slow connections all closed {closed_after:.2f}s after opening (idle {idle_s}s)"
+        )
+        assert closed_after is not None and idle_s <= closed_after <= idle_s + 1.0
+        assert all(closed_by_peer(s, 0.5) for s in idle + slow)
+        assert read_answers(device, {qn_of(f) for f in frames}, 10) == {qn_of(f) for f in frames}
+        assert not closed_by_peer(device, 0.2)
+        device.close()
+        # and no sooner than the idle time: a quiet period shorter than it keeps a connection
+        early = connect(gw.tcp_port, "127.0.0.4")
+        assert not closed_by_peer(early, idle_s * 0.75)
+        assert closed_by_peer(early, idle_s)
+        early.close()
+    finally:
+        trickle.stop.set()
+        close_all([*idle, *slow, device])
+    m = metrics(gw)
+    assert m['cems_gateway_tcp_closed_total{cause="idle"}'] == n_idle + n_slow + 1
+    assert not any(k.startswith("cems_gateway_tcp_refused_total{") and v for k, v in m.items())
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=len(frames), settle_s=1)
+    assert sorted(r["values"]["so2"]["value"] for r in readings) == [float(i) for i in range(len(frames))]
+    # what each slow connection sent (never a packet) is kept as a dead letter, not dropped
+    letters = consume_all(infra.kafka_bootstrap, gw.topics.dead_letters.name, expect=n_slow, settle_s=1)
+    assert Counter(d["reason"] for d in letters) == {"hj212_framing": n_slow}, letters[:3]
+
+
+def refused_within(port: int, source: str) -> float:
+    """Connect from ``source``; seconds until the gateway closed the connection (reset during
+    the connect counts: the reset came before the handshake finished on our side)."""
+    started = time.monotonic()
+    try:
+        sock = connect(port, source)
+    except ConnectionResetError:
+        return time.monotonic() - started
+    with sock:
+        assert closed_by_peer(sock, 2.0), "not closed"
+    return time.monotonic() - started
+
+
+def test_connections_over_the_caps_are_closed_at_once(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    per_address, total = 20, 50
+    env = {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": str(per_address), "CEMS_GATEWAY_TCP_MAX_CONNECTIONS": str(total)}
+    gw = start_gateway(infra, tmp_path, env)
+    gateways.append(gw)
+    held = [connect(gw.tcp_port) for _ in range(per_address)]
+    socks = list(held)
+    try:
+        assert wait_metric(gw, OPEN, per_address, timeout_s=5) == per_address
+        # more from 127.0.0.1: each closed at once
+        for _ in range(10):
+            assert refused_within(gw.tcp_port, "127.0.0.1") < 0.5
+        # other addresses are still served, up to the total
+        for source in ("127.0.0.2", "127.0.0.3"):
+            for _ in range(5 if source == "127.0.0.3" else per_address):
+                socks.append(connect(gw.tcp_port, source))
+        assert wait_metric(gw, OPEN, total - 5, timeout_s=5) == total - 5
+        device = connect(gw.tcp_port, "127.0.0.4")
+        socks.append(device)
+        frame = packet(KILN.mn, "123456", base_time(), 3.0)
+        device.sendall(frame)
+        assert read_answers(device, {qn_of(frame)}, 10) == {qn_of(frame)}
+        for _ in range(4):
+            socks.append(connect(gw.tcp_port, "127.0.0.5"))
+        assert wait_metric(gw, OPEN, total, timeout_s=5) == total
+        assert refused_within(gw.tcp_port, "127.0.0.6") < 0.5  # a fresh address, but the total is reached
+        assert all(not closed_by_peer(s, 0.01) for s in held)
+        m = metrics(gw)
+        assert m['cems_gateway_tcp_refused_total{cause="per_address_cap"}'] == 10
+        assert m['cems_gateway_tcp_refused_total{cause="total_cap"}'] == 1
+        assert m[OPEN] == total
+        # one leaves: room for its address again
+        held.pop().close()
+        assert wait_metric(gw, OPEN, total - 1, timeout_s=5) == total - 1
+        again = connect(gw.tcp_port)
+        socks.append(again)
+        assert not closed_by_peer(again, 0.3)
+    finally:
+        close_all(socks)
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=1, settle_s=1)
+    assert [r["values"]["so2"]["value"] for r in readings] == [3.0]
