@@ -87,6 +87,8 @@ def consumer_config(bootstrap: str, client_id: str) -> dict[str, object]:
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
         "isolation.level": "read_uncommitted",
+        # a sought offset removed by retention meanwhile: read what is left, do not skip to the end
+        "auto.offset.reset": "earliest",
         "fetch.max.bytes": 16 * 1024 * 1024,
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
         "queued.max.messages.kbytes": 16 * 1024,
@@ -94,6 +96,7 @@ def consumer_config(bootstrap: str, client_id: str) -> dict[str, object]:
         # when the local queue is full, look again after 10 ms (default: a second, which
         # left the consumer idle most of the time: 3 times slower here)
         "fetch.queue.backoff.ms": 10,
+        "logger": logging.getLogger("cems.gateway.kafka"),  # librdkafka's lines as structured logs
     }
 
 

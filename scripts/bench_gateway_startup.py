@@ -1,7 +1,7 @@
 """Gateway start-up time against the size of the readings topic (real Kafka, `cems infra up`).
 
     .venv/bin/python scripts/bench_gateway_startup.py [--sizes 500000,1000000,2000000,5000000]
-        [--stacks 1000] [--window-h H] [--no-gateway]
+        [--stacks 1000] [--window-h H] [--repeat 3] [--no-gateway]
 
 Per size, a fresh topic in its own namespace is filled as the gateway would have written it
 over days (``tests/faults/readings_history.py``: the gateway's key, value, dedup header and
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--stacks", type=int, default=1000, help="stacks reporting once a minute")
     parser.add_argument("--window-h", type=float, default=None, help="default: the gateway's max_age_s")
     parser.add_argument("--no-gateway", action="store_true", help="skip timing a real `cems gateway`")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size (the median is printed)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -201,11 +203,17 @@ def main() -> None:
                 days = (written.last_ms - written.first_ms) / 86_400_000
                 print(f"filled {topic_set.readings.name}: {written.records:,} records over {days:.1f} days "
                       f"in {written.seconds:.0f}s", flush=True)  # fmt: skip
-                load = in_child("--child", "load", bootstrap, topic_set.readings.name, str(window_s), str(max_future_s))
-                raw = in_child("--child", "raw", bootstrap, topic_set.readings.name, str(int(load["seek_ms"])))
-                gw = None if args.no_gateway else gateway_startup(infra, namespace, window_s)
-                rows.append((size, days, load, raw, gw))
-                print(f"  load {load['seconds']:.2f}s, raw {raw['seconds']:.2f}s, gateway {gw or 0:.2f}s", flush=True)
+                loads, raws, gws = [], [], []
+                for _ in range(args.repeat):  # the machine is shared: the median of a few runs
+                    loads.append(in_child("--child", "load", bootstrap, topic_set.readings.name, str(window_s),
+                                          str(max_future_s)))  # fmt: skip
+                    raws.append(in_child("--child", "raw", bootstrap, topic_set.readings.name,
+                                         str(int(loads[-1]["seek_ms"]))))  # fmt: skip
+                    if not args.no_gateway:
+                        gws.append(gateway_startup(infra, namespace, window_s))
+                    print(f"  load {loads[-1]['seconds']:.2f}s, raw {raws[-1]['seconds']:.2f}s, "
+                          f"gateway {gws[-1] if gws else 0:.2f}s", flush=True)  # fmt: skip
+                rows.append((size, days, loads, raws, gws))
             finally:
                 existing = set(admin.list_topics())
                 admin.delete_topics([t.name for t in topic_set.all() if t.name in existing])
@@ -214,18 +222,28 @@ def main() -> None:
 
     print()
     head = (
-        f"{'topic':>10} {'days':>5} {'in window':>10} {'keys':>10} {'load s':>7} {'keys/s':>9} "
-        f"{'RSS MB':>7} {'peak MB':>8} {'arrays MB':>9} {'raw s':>6} {'raw rec/s':>10} {'raw MB/s':>8} {'gateway s':>9}"
+        f"{'topic':>10} {'days':>5} {'in window':>10} {'keys':>10} {'load s':>7} {'max s':>6} {'keys/s':>9} "
+        f"{'RSS MB':>7} {'peak MB':>8} {'arrays MB':>9} {'raw s':>6} {'raw rec/s':>10} {'raw MB/s':>8} "
+        f"{'gateway s':>9} {'max s':>6}"
     )
     print(head)
-    for size, days, load, raw, gw in rows:
+    for size, days, loads, raws, gws in rows:
+        load = sorted(loads, key=lambda d: d["seconds"])[len(loads) // 2]
+        raw = sorted(raws, key=lambda d: d["seconds"])[len(raws) // 2]
+        gw = f"{statistics.median(gws):.2f}" if gws else "-"
+        gw_max = f"{max(gws):.2f}" if gws else "-"
         print(
             f"{size:>10,} {days:>5.1f} {int(load['records']):>10,} {int(load['keys']):>10,} {load['seconds']:>7.2f} "
-            f"{load['keys'] / load['seconds']:>9,.0f} {load['rss_mb']:>7.0f} {load['peak_mb']:>8.0f} "
-            f"{load['arrays_mb']:>9.1f} {raw['seconds']:>6.2f} {raw['records'] / raw['seconds']:>10,.0f} "
-            f"{raw['bytes'] / raw['seconds'] / 2**20:>8.0f} {'-' if gw is None else f'{gw:.2f}':>9}"
+            f"{max(d['seconds'] for d in loads):>6.2f} {load['keys'] / load['seconds']:>9,.0f} "
+            f"{load['rss_mb']:>7.0f} {load['peak_mb']:>8.0f} {load['arrays_mb']:>9.1f} {raw['seconds']:>6.2f} "
+            f"{raw['records'] / raw['seconds']:>10,.0f} {raw['bytes'] / raw['seconds'] / 2**20:>8.0f} "
+            f"{gw:>9} {gw_max:>6}"
         )
-    print("\nRSS: the loading process after the load (Python, clients and the memory); raw: bytes only, same offsets")
+    print(
+        f"\nmedian of {args.repeat} runs (max s: the slowest); RSS: the loading process after the load (Python, "
+        "clients and the memory); raw: a bare consumer over the same offsets, bytes only; gateway: launch to "
+        '"gateway running"'
+    )
 
 
 if __name__ == "__main__":

@@ -117,14 +117,12 @@ def write(bootstrap: str, topic: str, records: Iterable[Record], extra: Iterable
 
     started = time.monotonic()
     pending = sorted(extra)
-    stamps: list[int] = []
+    stamps: list[int] = []  # every record's timestamp, for the span and the count
     produce = producer.produce
 
     def send(record: Record) -> None:
         ts, key, value, headers = record
-        if not stamps:
-            stamps.extend((ts, ts, 0))
-        stamps[0], stamps[1], stamps[2] = min(stamps[0], ts), max(stamps[1], ts), stamps[2] + 1
+        stamps.append(ts)
         while True:
             try:
                 produce(topic, value=value, key=key, headers=headers, timestamp=ts, on_delivery=report)
@@ -142,5 +140,4 @@ def write(bootstrap: str, topic: str, records: Iterable[Record], extra: Iterable
         raise KafkaException(f"{topic}: records still unconfirmed after 120 s")
     if errors:
         raise KafkaException(f"{topic}: {len(errors)} records refused, e.g. {errors[0]}")
-    first_ms, last_ms, count = stamps or (0, 0, 0)
-    return Written(count, first_ms, last_ms, time.monotonic() - started)
+    return Written(len(stamps), min(stamps, default=0), max(stamps, default=0), time.monotonic() - started)

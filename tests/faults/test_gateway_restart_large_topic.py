@@ -28,10 +28,11 @@ from kafka import KafkaAdminClient
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from cems.topics import ensure_topics
+from contracts.errors import InfrastructureError
 from contracts.parameters import Unit
 from contracts.reading import DataKind, Measurement, Reading, Source
 from contracts.registry import load_registry
-from ingest.dedup_loader import LEGACY_DEDUP_HEADER
+from ingest.dedup_loader import LEGACY_DEDUP_HEADER, load_dedup_memory
 from ingest.kafka_sink import reading_record
 from ingest.settings import GatewaySettings
 from tests.integration.helpers import GatewayProcess, Publisher, consume_all
@@ -174,3 +175,13 @@ def _load_line(log: str) -> dict[str, Any]:
 
 def _letter_time(letter: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(json.loads(letter["payload_text"])["time"])
+
+
+def test_unreachable_kafka_is_a_clear_error_naming_the_topic() -> None:
+    started = time.monotonic()
+    with pytest.raises(InfrastructureError, match=r"kafka at 127\.0\.0\.1:9: loading the duplicate memory from x\.v1"):
+        load_dedup_memory(
+            "127.0.0.1:9", "x.v1.readings", window_s=3600, max_future_s=300, now=datetime.now(UTC),
+            request_timeout_s=2,
+        )  # fmt: skip
+    assert time.monotonic() - started < 10
