@@ -140,7 +140,7 @@ def load_dedup_memory(
 ) -> tuple[DedupMemory, LoadReport]:
     """A duplicate memory with horizon ``now - window_s``, holding every reading of ``topic``
     from that horizon on. Raises ``InfrastructureError`` (naming the topic) if Kafka cannot
-    be reached or no record arrives for ``stall_s`` before the end is reached."""
+    be reached or nothing is read for ``stall_s`` before the end is reached."""
     started = time.monotonic()
     memory = DedupMemory(window_s, epoch_us(now))
     seek_ms = (memory.horizon_us // 1000) - round((max_future_s + CLOCK_SLACK_S) * 1000)
@@ -186,16 +186,19 @@ def _plan(consumer: Consumer, topic: str, seek_ms: int, timeout_s: float, where:
                 return []  # nothing was ever written
             raise InfrastructureError(f"{where}: {info.error if info else 'no metadata'}", retryable=True)
         partitions = sorted(info.partitions)
+        # the ends first: a record appended after them is after the end, whatever its time
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)[1]
+            for p in partitions
+        }
         starts = consumer.offsets_for_times([TopicPartition(topic, p, seek_ms) for p in partitions], timeout=timeout_s)
         spans = []
         for tp in starts:
             if tp.error is not None:
                 raise InfrastructureError(f"{where}: partition {tp.partition}: {tp.error}", retryable=True)
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, tp.partition), timeout=timeout_s, cached=False
-            )
-            start = high if tp.offset < 0 else tp.offset  # < 0: no record at or after seek_ms
-            spans.append(_Span(tp.partition, start, high))
+            end = ends[tp.partition]
+            start = end if tp.offset < 0 else min(tp.offset, end)  # < 0: no record at or after seek_ms
+            spans.append(_Span(tp.partition, start, end))
         return spans
     except KafkaException as exc:
         raise InfrastructureError(f"{where}: {exc.args[0] if exc.args else exc}", retryable=True) from exc
@@ -218,25 +221,15 @@ def _read(
     records = unreadable = 0
     last_progress = last_data = time.monotonic()
     keys: list[tuple[str, int]] = []
+    last_error: str | None = None  # a client error since the last progress line (it retries by itself)
     while todo:
         try:
             batch = consumer.consume(num_messages=_BATCH, timeout=0.5)
         except KafkaException as exc:
             raise InfrastructureError(f"{where}: {exc}", retryable=True) from exc
-        now = time.monotonic()
-        if not batch:
-            if now - last_data > stall_s:
-                parts = ", ".join(f"{p} at {s.start}..{s.end}" for p, s in sorted(todo.items()))
-                raise InfrastructureError(
-                    f"{where}: no record for {stall_s:.0f}s with {records:,} of {total:,} read "
-                    f"(partitions {parts}); is Kafka up?",
-                    retryable=True,
-                )
-            continue
-        last_data = now
         keys.clear()
         append = keys.append
-        events = 0  # end-of-partition and error events in the batch
+        eofs = errors = 0
         for msg in batch:
             # the fast path: a record with the gateway's header first (error events have none)
             headers = msg.headers()
@@ -255,21 +248,32 @@ def _read(
                 else:
                     append(key)
             elif err.code() == KafkaError._PARTITION_EOF:
-                events += 1
+                eofs += 1
                 span = todo.get(msg.partition())
                 if span is not None and (msg.offset() or 0) >= span.end:
                     del todo[span.partition]
             elif err.fatal():
                 raise InfrastructureError(f"{where}: {err}", retryable=False)
             else:
-                events += 1
-                log.warning("kafka error while loading the duplicate memory", extra={"error": str(err)})
-        records += len(batch) - events
+                errors += 1
+                last_error = str(err)
+        now = time.monotonic()
+        if len(batch) > errors:  # records or ends reached: progress
+            last_data = now
+        elif now - last_data > stall_s:
+            parts = ", ".join(f"{p} at {s.start}..{s.end}" for p, s in sorted(todo.items()))
+            raise InfrastructureError(
+                f"{where}: nothing read for {stall_s:.0f}s with {records:,} of {total:,} records read "
+                f"(partitions {parts}); is Kafka up?",
+                retryable=True,
+            )
+        records += len(batch) - eofs - errors
         memory.load(keys)
         if now - last_progress >= progress_every_s:
             last_progress = now
             log.info(
                 "loading the duplicate memory",
-                extra={"topic": topic, "records": records, "of": total, "keys": len(memory)},
+                extra={"topic": topic, "records": records, "of": total, "keys": len(memory), "error": last_error},
             )
+            last_error = None
     return records, unreadable

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from confluent_kafka import KafkaError, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.errors import InfrastructureError
 from contracts.hj212 import Hj212Packet
 from contracts.reading import DataKind, Reading, Source
 from ingest.dedup import DedupMemory, Seen, epoch_us, stream_id
-from ingest.dedup_loader import LEGACY_DEDUP_HEADER, dedup_header, parse_dedup_key
+from ingest.dedup_loader import DEDUP_HEADER, LEGACY_DEDUP_HEADER, _read, _Span, dedup_header, parse_dedup_key
 from ingest.split import SplitAssembler
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
@@ -170,3 +173,86 @@ def test_incomplete_split_packet_expires_with_its_tokens() -> None:
     assert assembler.expire(T0 + timedelta(seconds=30)) == []
     (gone,) = assembler.expire(T0 + timedelta(seconds=61))
     assert (gone.mn, gone.received, gone.pnum, gone.tokens) == ("M1", [1], 2, ["m1"])
+
+
+# -- the loader's reading loop, over a stand-in consumer ---------------------------------------
+class _Err:
+    def __init__(self, code: int) -> None:
+        self._code = code
+
+    def code(self) -> int:
+        return self._code
+
+    def fatal(self) -> bool:
+        return False
+
+
+class _Msg:
+    def __init__(
+        self, partition: int, offset: int, headers: list[tuple[str, bytes]] | None = None,
+        value: bytes | None = None, error: _Err | None = None,
+    ) -> None:  # fmt: skip
+        self._p, self._o, self._h, self._v, self._e = partition, offset, headers, value, error
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._h
+
+    def value(self) -> bytes | None:
+        return self._v
+
+    def error(self) -> _Err | None:
+        return self._e
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+
+class _Consumer:
+    """Hands out the given batches, then the last one for ever."""
+
+    def __init__(self, batches: list[list[_Msg]]) -> None:
+        self.batches = batches
+        self.assigned: list[tuple[int, int]] = []
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned = [(tp.partition, tp.offset) for tp in tps]
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Msg]:
+        return self.batches.pop(0) if len(self.batches) > 1 else self.batches[0]
+
+
+def test_loader_reads_every_header_form_until_each_partition_ends() -> None:
+    t = NOW_US - H_US
+    doc = {"mn": "M3", "kind": "minute", "event_time": datetime.fromtimestamp(t / 1e6, UTC).isoformat()}
+    eof = _Err(KafkaError._PARTITION_EOF)
+    batches = [
+        [
+            _Msg(0, 10, [(DEDUP_HEADER, f"{S}|{t}".encode())]),
+            _Msg(1, 20, [(LEGACY_DEDUP_HEADER, f"M2|realtime|{doc['event_time']}".encode())]),
+            _Msg(0, 11, [("other", b"x")], json.dumps(doc).encode()),  # no dedup header: from the value
+            _Msg(0, 12, [(DEDUP_HEADER, b"garbage")], b"not json"),  # unreadable
+            _Msg(0, 13, [(DEDUP_HEADER, f"{S}|{NOW_US - 3 * H_US}".encode())]),  # before the horizon
+        ],
+        [_Msg(0, 14, error=eof), _Msg(1, 21, error=eof)],
+        [],
+    ]  # fmt: skip
+    consumer = _Consumer(batches)
+    memory = DedupMemory(window_s=2 * 3600, now_us=NOW_US)
+    plan = [_Span(0, 10, 14), _Span(1, 20, 21), _Span(2, 5, 5)]
+    records, unreadable = _read(consumer, "t", plan, memory, 5.0, 60.0, "here")
+    assert consumer.assigned == [(0, 10), (1, 20)]  # an empty partition is not read
+    assert (records, unreadable) == (5, 1)
+    assert memory.holds(S, t) and memory.holds(stream_id("M2", "realtime"), t)
+    assert memory.holds(stream_id("M3", "minute"), t)
+    assert len(memory) == 3
+
+
+def test_loader_that_gets_only_errors_stops_with_the_topic_named() -> None:
+    transport = [_Msg(-1, -1, error=_Err(KafkaError._TRANSPORT))]
+    consumer = _Consumer([transport])
+    memory = DedupMemory(window_s=3600, now_us=NOW_US)
+    with pytest.raises(InfrastructureError, match=r"loading t: nothing read for 0s .*\(partitions 0 at 0\.\.9\)"):
+        _read(consumer, "t", [_Span(0, 0, 9)], memory, 0.2, 60.0, "loading t")
