@@ -8,11 +8,13 @@ use are never touched); Kafka is private only where a test kills it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from cems.topics import ensure_topics
 from contracts.registry import SAMPLE_REGISTRY, load_registry
-from simulators.fleet import Fleet, step_offset
+from simulators.fleet import Fleet, Message, step_offset
 from simulators.publish import Counters, MqttSink, Pacing, run
 from simulators.scenarios import load_scenario
 from streams.engine import load_engine
@@ -54,10 +56,11 @@ def scaled_registry(path: Path, copies: int, interval_s: int = 1) -> Path:
 def private_settings(tmp: Path, *, kafka: bool = False, shared: InfraSettings | None = None) -> InfraSettings:
     """Settings of a private broker (and Kafka, if asked); the rest shared. Their state lives
     beside the shared servers' (Mosquitto runs as its own user, who cannot enter pytest's
-    private tmp dirs), named after ``tmp``; ``remove_private_state`` deletes it."""
+    private tmp dirs), named after ``tmp`` and unique (test sessions may run side by side);
+    ``remove_private_state`` deletes it."""
     shared = shared or InfraSettings()
     return InfraSettings(
-        state_dir=shared.state_dir / "faults" / tmp.name,
+        state_dir=shared.state_dir / "faults" / f"{tmp.name}-{uuid.uuid4().hex[:8]}",
         mqtt_port=free_port(),
         kafka_port=free_port() if kafka else shared.kafka_port,
         kafka_controller_port=free_port() if kafka else shared.kafka_controller_port,
@@ -67,8 +70,28 @@ def private_settings(tmp: Path, *, kafka: bool = False, shared: InfraSettings | 
 
 
 def remove_private_state(settings: InfraSettings) -> None:
+    """Delete a private server's state (kept with ``CEMS_KEEP_FAULT_STATE=1``, to read its logs)."""
     assert settings.state_dir.parent.name == "faults", settings.state_dir
-    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    if not os.environ.get("CEMS_KEEP_FAULT_STATE"):
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+
+
+class LossyMqttSink(MqttSink):
+    """Loses the messages ``lose`` picks after the device counted them sent, as a broker that
+    crashed before saving what it had acknowledged would: the device still has them in its
+    history, and answers history requests with them (those answers are not lost)."""
+
+    def __init__(self, *args: Any, lose: Callable[[Message], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lose = lose
+        self.lost = 0
+
+    def send(self, msg: Message) -> None:
+        if self.lose(msg):
+            self.lost += 1
+            self.counters.sent += 1
+            return
+        super().send(msg)
 
 
 @dataclass
@@ -83,6 +106,8 @@ class FleetRun:
     start: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     counters: Counters = field(default_factory=Counters)
     error: BaseException | None = None
+    #: messages to lose between the device and the broker's subscribers (see ``LossyMqttSink``)
+    lose: Callable[[Message], bool] | None = None
 
     def __post_init__(self) -> None:
         reg = load_registry(self.registry)
@@ -92,7 +117,8 @@ class FleetRun:
 
     def _run(self) -> None:
         secrets = SecretStore(self.settings.secrets_dir)
-        sink = MqttSink(self.settings.host, self.settings.mqtt_port, secrets.mqtt_password, self.counters, stall_s=60)
+        where = (self.settings.host, self.settings.mqtt_port, secrets.mqtt_password, self.counters)
+        sink = MqttSink(*where, stall_s=60) if self.lose is None else LossyMqttSink(*where, stall_s=60, lose=self.lose)
         step = timedelta(seconds=self.step_s)
         try:
             run(self.fleet, [sink], steps=self.steps, pacing=Pacing(self.speed, step), counters=self.counters)
