@@ -14,7 +14,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,6 +175,40 @@ def start_gateway(settings: InfraSettings, registry: Path, tmp: Path, name: str)
     ensure_topics(settings.kafka_bootstrap, gw.topics.all())
     gw.start()
     return gw
+
+
+@dataclass
+class Rig:
+    """A private broker (and Kafka, if asked), a scaled registry and a running gateway."""
+
+    registry: Path
+    settings: InfraSettings
+    broker: MosquittoServer
+    gateway: GatewayProcess
+    kafka: KafkaServer | None = None
+
+    def fleet(self, steps: int, **options: Any) -> FleetRun:
+        return FleetRun(self.settings, self.registry, steps, **options)
+
+    def count(self, fleet: FleetRun, timeout_s: float) -> Count:
+        return count_readings(self.settings, self.gateway.topics.readings.name, fleet.expected(), timeout_s)
+
+
+@contextmanager
+def ingest_rig(tmp: Path, name: str, *, copies: int, kafka: bool = False) -> Iterator[Rig]:
+    """Start the rig; stop everything and remove the private state however the test ends."""
+    registry = scaled_registry(tmp / "registry.yaml", copies=copies)
+    settings = private_settings(tmp, kafka=kafka)
+    with ExitStack() as stack:
+        stack.callback(remove_private_state, settings)
+        kafka_server = private_kafka(settings) if kafka else None
+        if kafka_server is not None:
+            stack.callback(kafka_server.stop)
+        broker = private_broker(settings, registry)
+        stack.callback(broker.stop)
+        gateway = start_gateway(settings, registry, tmp, name)
+        stack.callback(gateway.stop)
+        yield Rig(registry, settings, broker, gateway, kafka_server)
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,7 @@ from cems.topics import ensure_topics
 from contracts.registry import load_registry
 from tests.integration.helpers import GatewayProcess, Publisher, consume_all
 
-from .ingest_rig import (
-    FleetRun,
-    count_readings,
-    kill,
-    private_broker,
-    private_kafka,
-    private_settings,
-    remove_private_state,
-    scaled_registry,
-    start_gateway,
-)
+from .ingest_rig import ingest_rig, kill
 
 pytestmark = pytest.mark.integration
 
@@ -115,118 +105,77 @@ def test_hostile_payloads_never_stop_ingest(
 
 def test_gateway_down_while_devices_publish_more_than_the_old_queue_limit(tmp_path: Path) -> None:
     """The old broker config dropped everything past 100,000 queued messages, silently."""
-    registry = scaled_registry(tmp_path / "registry.yaml", copies=100)  # 2,400 stacks
-    settings = private_settings(tmp_path)
-    broker = private_broker(settings, registry)
-    try:
-        gw = start_gateway(settings, registry, tmp_path, "queue")  # creates the persistent session
-        gw.stop()
-        fleet = FleetRun(settings, registry, steps=63, speed=1000.0, start=_past(63)).begin()  # 151,200
+    with ingest_rig(tmp_path, "queue", copies=100) as rig:  # 2,400 stacks
+        rig.gateway.stop()  # its persistent session stays: the broker queues for it
+        fleet = rig.fleet(63, speed=1000.0, start=_past(63)).begin()  # 151,200 readings
         fleet.wait(240)
         assert fleet.counters.acked >= fleet.counters.sent == len(fleet.expected()) > 150_000
-        gw.start()
-        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=240)
-        gw.stop()
+        rig.gateway.start()
+        count = rig.count(fleet, timeout_s=240)
         print(f"gateway down, {fleet.counters.sent:,} queued: {count}")
         assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
-    finally:
-        broker.stop()
-        remove_private_state(settings)
 
 
 def test_broker_sigkill_mid_stream_loses_nothing_after_backfill(tmp_path: Path) -> None:
-    registry = scaled_registry(tmp_path / "registry.yaml", copies=40)  # 960 stacks, 960 readings/s
-    settings = private_settings(tmp_path)
-    broker = private_broker(settings, registry)
-    gw = start_gateway(settings, registry, tmp_path, "bkill")
-    try:
-        fleet = FleetRun(settings, registry, steps=30).begin()
+    with ingest_rig(tmp_path, "bkill", copies=40) as rig:  # 960 stacks, 960 readings/s
+        fleet = rig.fleet(30).begin()
         time.sleep(12)
-        kill(broker)
+        kill(rig.broker)
         killed_at = fleet.counters.acked
         time.sleep(1)
-        broker.start()
+        rig.broker.start()
         fleet.wait(120)
-        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=90)
+        count = rig.count(fleet, timeout_s=90)
         print(f"broker SIGKILL after {killed_at:,} acknowledged: {count}; fleet {fleet.counters}")
         assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
-    finally:
-        gw.stop()
-        broker.stop()
-        remove_private_state(settings)
 
 
 def test_readings_the_broker_lost_are_backfilled_from_the_devices(tmp_path: Path) -> None:
     """Deterministic: three steps of every stack never reach the gateway (as a crashed broker
     loses what it had acknowledged but not saved); the next readings reveal the holes, the
     gateway asks each device for them, and the devices' answers fill them, marked."""
-    registry = scaled_registry(tmp_path / "registry.yaml", copies=10)  # 240 stacks, 240 readings/s
-    settings = private_settings(tmp_path)
-    broker = private_broker(settings, registry)
-    gw = start_gateway(settings, registry, tmp_path, "backfill")
-    try:
+    with ingest_rig(tmp_path, "backfill", copies=10) as rig:  # 240 stacks, 240 readings/s
         start = datetime.now(UTC).replace(microsecond=0)
         lost_times = {start + timedelta(seconds=s) for s in (5, 6, 7)}
-        fleet = FleetRun(settings, registry, steps=15, start=start, lose=lambda m: m.event_time in lost_times).begin()
+        fleet = rig.fleet(15, start=start, lose=lambda m: m.event_time in lost_times).begin()
         fleet.wait(60)
-        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=60)
+        count = rig.count(fleet, timeout_s=60)
         lost = 3 * len(fleet.fleet.devices)
         print(f"{lost:,} readings lost before the gateway: {count}; fleet {fleet.counters}")
         assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
         assert count.backfilled == lost == fleet.counters.resent
         assert fleet.counters.history_requests == len(fleet.fleet.devices)  # one request per hole
-    finally:
-        gw.stop()
-        broker.stop()
-        remove_private_state(settings)
 
 
 def test_clean_broker_restart_while_the_gateway_is_down(tmp_path: Path) -> None:
     """The gateway's session (and its subscription) survive a broker restart: what devices
     publish after the restart, before the gateway is back, waits for it."""
-    registry = scaled_registry(tmp_path / "registry.yaml", copies=10)  # 240 stacks
-    settings = private_settings(tmp_path)
-    broker = private_broker(settings, registry)
-    gw = start_gateway(settings, registry, tmp_path, "restart")
-    try:
+    with ingest_rig(tmp_path, "restart", copies=10) as rig:  # 240 stacks
         time.sleep(6)  # past an autosave: the broker has written the session down
-        gw.stop()
-        broker.stop()
-        broker.start()
-        fleet = FleetRun(settings, registry, steps=10, speed=100.0, start=_past(10)).begin()  # 2,400
+        rig.gateway.stop()
+        rig.broker.stop()
+        rig.broker.start()
+        fleet = rig.fleet(10, speed=100.0, start=_past(10)).begin()  # 2,400 readings
         fleet.wait(60)
-        gw.start()
-        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=60)
+        rig.gateway.start()
+        count = rig.count(fleet, timeout_s=60)
         print(f"clean broker restart, gateway down: {count}")
         assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
         assert count.backfilled == 0  # the broker kept them: nothing to ask devices for
-    finally:
-        gw.stop()
-        broker.stop()
-        remove_private_state(settings)
 
 
 def test_kafka_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
-    registry = scaled_registry(tmp_path / "registry.yaml", copies=40)
-    settings = private_settings(tmp_path, kafka=True)
-    kafka = private_kafka(settings)
-    broker = private_broker(settings, registry)
-    gw = start_gateway(settings, registry, tmp_path, "kkill")
-    try:
-        fleet = FleetRun(settings, registry, steps=25).begin()
+    with ingest_rig(tmp_path, "kkill", copies=40, kafka=True) as rig:
+        assert rig.kafka is not None
+        fleet = rig.fleet(25).begin()
         time.sleep(10)
-        kill(kafka)
+        kill(rig.kafka)
         time.sleep(2)
-        kafka.start()
+        rig.kafka.start()
         fleet.wait(120)
-        count = count_readings(settings, gw.topics.readings.name, fleet.expected(), timeout_s=120)
+        count = rig.count(fleet, timeout_s=120)
         print(f"kafka SIGKILL mid-stream: {count}")
         assert (count.missing, count.duplicated, count.unexpected) == (0, 0, 0), str(count)
-    finally:
-        gw.stop()
-        broker.stop()
-        kafka.stop()
-        remove_private_state(settings)
 
 
 def _past(steps: int) -> datetime:
