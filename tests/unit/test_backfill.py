@@ -124,3 +124,13 @@ def test_a_simulated_device_answers_with_the_bytes_it_sent(step_s: int) -> None:
     again = Fleet(registry, engine.profiles, scenario, T0, seed=3).history(stack, begin, end, step)
     assert [m.payload for m in again] == [m.payload for m in sent[5:31]]
     assert Fleet(registry, engine.profiles, scenario, T0, seed=3).history("no-such-stack", begin, end, step) == []
+
+
+def test_the_device_guide_example_is_a_history_request() -> None:
+    from pathlib import Path
+
+    guide = Path(__file__).parents[2] / "docs" / "device-guide.md"
+    line = next(line.strip() for line in guide.read_text(encoding="utf-8").splitlines() if "CN=2051;PW=" in line)
+    request = decode_history(line.encode() + b"\r\n")
+    assert (request.kind, request.mn) == (DataKind.MINUTE, "41900100030101JYC")
+    assert request.end - request.begin == timedelta(minutes=59)
