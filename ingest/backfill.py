@@ -71,6 +71,14 @@ class BackfillPlanner:
     def __len__(self) -> int:
         return sum(len(h) for h in self._holes.values())
 
+    def seed(self, mn: str, kind: DataKind, last: datetime) -> None:
+        """What a stream last sent before this gateway started (from the duplicate memory),
+        so a hole that began before a restart is found when the stream reports again."""
+        stream = (mn, kind)
+        current = self._last.get(stream)
+        if current is None or last > current:
+            self._last[stream] = last
+
     def observe(
         self, mn: str, kind: DataKind, event_time: datetime, interval_s: float, protocol: str, now: datetime
     ) -> None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -110,6 +110,13 @@ class DedupMemory:
     def nbytes(self) -> int:
         """Bytes held by the event-time arrays (without dictionary and key overhead)."""
         return sum(a.buffer_info()[1] * a.itemsize for a in self._streams.values())
+
+    def latest(self) -> Iterator[tuple[str, str, int]]:
+        """Each stream's MN, data kind and the latest event time it holds (epoch microseconds)."""
+        for stream, times in self._streams.items():
+            if times:
+                mn, kind = stream.rsplit("|", 1)
+                yield mn, kind, times[-1]
 
     def holds(self, stream: str, event_us: int) -> bool:
         times = self._streams.get(stream)

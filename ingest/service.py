@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 from prometheus_client import start_http_server
 
+from contracts.reading import DataKind
 from contracts.registry import load_registry
 from contracts.topics import topics
 
+from .backfill import BackfillPlanner
 from .dedup_loader import load_dedup_memory
 from .gateway import Gateway
 from .kafka_sink import KafkaSink
@@ -67,7 +69,10 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
     )
     log.info("duplicate memory loaded from kafka", extra=loaded.log_fields())
     sink = KafkaSink(settings.bootstrap, topic_set, client_id=settings.gateway_client_id)
-    gateway = Gateway(validator, sink, dedup, utc_now, max_payload_bytes=settings.max_payload_bytes)
+    backfill = BackfillPlanner()
+    for mn, kind, last_us in dedup.latest():
+        backfill.seed(mn, DataKind(kind), datetime.fromtimestamp(last_us / 1e6, UTC))
+    gateway = Gateway(validator, sink, dedup, utc_now, max_payload_bytes=settings.max_payload_bytes, backfill=backfill)
     if settings.gateway_metrics_port:
         start_http_server(settings.gateway_metrics_port, addr=settings.listen_host)
     tcp = None

@@ -134,3 +134,17 @@ def test_the_device_guide_example_is_a_history_request() -> None:
     request = decode_history(line.encode() + b"\r\n")
     assert (request.kind, request.mn) == (DataKind.MINUTE, "41900100030101JYC")
     assert request.end - request.begin == timedelta(minutes=59)
+
+
+def test_a_hole_that_began_before_a_restart_is_found_from_the_seed() -> None:
+    from ingest.dedup import DedupMemory, epoch_us, stream_id
+
+    memory = DedupMemory(window_s=3600, now_us=epoch_us(at(0)))
+    for s in (0, 10, 20):
+        memory.add(stream_id("MN1", "realtime"), epoch_us(at(s)), epoch_us(at(s)))
+    p = planner()
+    for mn, kind, last_us in memory.latest():
+        p.seed(mn, DataKind(kind), datetime.fromtimestamp(last_us / 1e6, UTC))
+    p.observe("MN1", RT, at(100), 10, "json", now=at(100))  # the first reading after the restart
+    [due] = p.due(at(105))
+    assert (due.request.begin, due.request.end) == (at(21), at(99))
