@@ -313,11 +313,12 @@ def split_stream(buffer: bytes) -> tuple[list[bytes], bytes]:
     packet down with it (a packet never holds ``##`` but at its start).
     """
     packets: list[bytes] = []
+    pos = 0  # scan by position: slicing the rest off for each packet would copy it each time
     while True:
-        end = buffer.find(b"\r\n")
+        end = buffer.find(b"\r\n", pos)
         if end < 0:
-            return packets, buffer
-        piece, buffer = buffer[: end + 2], buffer[end + 2 :]
+            return packets, buffer[pos:]
+        piece, pos = buffer[pos : end + 2], end + 2
         start = piece.rfind(b"##")
         if start > 0:
             packets.append(piece[:start])
