@@ -127,7 +127,8 @@ def test_a_device_delivers_while_5000_idle_or_slow_connections_are_open(
 ) -> None:
     n_idle, n_slow, n_readings = 4000, 1000, 300
     sources = [f"127.0.0.{i}" for i in range(2, 10)]  # 625 a source address, under a cap of 700
-    assert raise_open_files_limit() >= n_idle + n_slow + 200
+    nofile = raise_open_files_limit()
+    assert nofile >= n_idle + n_slow + 200, f"open files limit {nofile}: raise the hard limit (ulimit -Hn)"
     gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": "700"})
     gateways.append(gw)
     rss_before, threads_before = rss_mb(gw), threads(gw)
