@@ -29,7 +29,8 @@ BACKFILL_DUPLICATES = Counter(
     "cems_gateway_backfill_duplicates_total", "Readings in answers to history requests that were already stored"
 )
 BACKFILL_UNREACHABLE = Counter(
-    "cems_gateway_backfill_unreachable_total", "History requests not sent: the TCP device never sent on a connection of this gateway"
+    "cems_gateway_backfill_unreachable_total",
+    "History requests not sent: the TCP device never sent on a connection of this gateway",
 )
 
 TCP_OPEN = Gauge("cems_gateway_tcp_connections", "HJ 212 TCP connections open now")
