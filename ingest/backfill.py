@@ -58,12 +58,15 @@ class BackfillPlanner:
         answer_window_s: float = 600.0,
         max_span_s: float = 24 * 3600.0,
         max_holes: int = 10_000,
+        max_holes_per_stream: int = 4,
     ) -> None:
         self.tolerance = tolerance
         self.delay = timedelta(seconds=delay_s)
         self.answer_window = timedelta(seconds=answer_window_s)
         self.max_span = timedelta(seconds=max_span_s)
         self.max_holes = max_holes
+        #: a device that jumps about in time opens holes only for itself: it cannot crowd out others
+        self.max_holes_per_stream = max_holes_per_stream
         self._last: dict[Stream, datetime] = {}
         self._holes: dict[Stream, list[_Hole]] = {}
         self.dropped_holes = 0  # holes not asked for because too many were open
@@ -96,11 +99,14 @@ class BackfillPlanner:
         begin, end = max(last + SECOND, now - self.max_span), event_time - SECOND
         if begin > end:
             return
-        if len(self) >= self.max_holes:
+        holes = self._holes.setdefault(stream, [])
+        if len(holes) >= self.max_holes_per_stream or len(self) >= self.max_holes:
             self.dropped_holes += 1
+            if not holes:
+                del self._holes[stream]
             return
         request = HistoryRequest(mn, kind, begin, end, request_id=format_time(now, with_millis=True))
-        self._holes.setdefault(stream, []).append(_Hole(request, interval_s, now + self.delay, protocol))
+        holes.append(_Hole(request, interval_s, now + self.delay, protocol))
 
     def due(self, now: datetime) -> list[DueRequest]:
         """Requests to send now; holes filled meanwhile and answers past their window are dropped."""

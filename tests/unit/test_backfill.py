@@ -89,6 +89,16 @@ def test_open_holes_are_bounded() -> None:
     assert len(p) == 2 and p.dropped_holes == 2
 
 
+def test_a_device_jumping_about_in_time_cannot_crowd_out_the_others() -> None:
+    p = BackfillPlanner(delay_s=0, max_holes=10, max_holes_per_stream=3)
+    for k in range(50):  # a hole with every reading
+        p.observe("BAD", RT, at(100 * k), 10, "json", now=at(100 * k))
+    p.observe("GOOD", RT, at(0), 10, "json", now=at(0))
+    p.observe("GOOD", RT, at(100), 10, "json", now=at(100))
+    assert len(p) == 4 and p.dropped_holes == 46
+    assert {d.request.mn for d in p.due(at(5000))} == {"BAD", "GOOD"}
+
+
 @pytest.mark.parametrize("protocol", ["json", "hj212"])
 def test_history_request_round_trips_in_both_forms(protocol: str) -> None:
     req = HistoryRequest("41900100030101JYC", DataKind.MINUTE, at(60), at(3600), "20261129160000000")
