@@ -12,7 +12,7 @@
 4. event time neither too far in the future nor too old (configurable);
 5. each value: a known parameter, a unit it can be given in, numeric, finite, physically possible.
 
-Normalisation: concentrations to mg/m3 (ppm with molar mass / 22.4), flow to m3/s, pressure to
+Normalisation: concentrations to mg/m3 (``ppm_to_mg_m3``), flow to m3/s, pressure to
 kPa; NOx expressed as NO2 (``NO * 46/30 + NO2``) when only NO and NO2 arrive; original flags kept.
 """
 
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from contracts.hj212 import Hj212Error, Hj212Packet, parse_packet
 from contracts.hj212_data import KIND_BY_CN, VALUE_SUFFIX, packet_fields
-from contracts.parameters import PARAMETERS, Unit, nox_as_no2
+from contracts.parameters import PARAMETERS, Unit, nox_as_no2, ppm_to_mg_m3
 from contracts.reading import (
     DataFlag,
     DeviceMeasurement,
@@ -172,7 +172,7 @@ def to_canonical(name: str, value: float, unit: Unit) -> float:
     if unit == param.unit:
         return value
     if unit == Unit.PPM and param.unit == Unit.MG_M3 and param.molar_mass_g_mol:
-        return value * param.molar_mass_g_mol / 22.4
+        return ppm_to_mg_m3(value, param.molar_mass_g_mol)
     factor = _TO_CANONICAL.get((unit, param.unit))
     if factor is None:
         raise ValueError(f"no conversion from {unit.value} to {param.unit.value} for {name}")

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from contracts.hj212 import CN_REALTIME, CRC_START, MAX_DATA_LENGTH, Hj212Error, Hj212Reason, crc_feed, format_time
 from contracts.hj212_data import format_number
-from contracts.parameters import PARAMETERS, Unit
+from contracts.parameters import MOLAR_VOLUME_L_MOL, PARAMETERS, Unit
 from contracts.registry import Device, Stack
 
 from .models import Sample
@@ -51,7 +51,7 @@ def conversion(name: str, unit: Unit) -> Conversion:
     if unit == param.unit:
         return Conversion()
     if unit == Unit.PPM and param.molar_mass_g_mol:
-        return Conversion(22.4, param.molar_mass_g_mol)
+        return Conversion(MOLAR_VOLUME_L_MOL, param.molar_mass_g_mol)
     if unit == Unit.M3_H:
         return Conversion(3600)
     if unit == Unit.PA:
