@@ -30,6 +30,8 @@ from pydantic import ValidationError
 
 from contracts.hj212 import Hj212Error, Hj212Packet, parse_packet
 from contracts.hj212_data import KIND_BY_CN, VALUE_SUFFIX, packet_fields
+from contracts.mqtt_topics import HJ212_CHANNEL as HJ212_CHANNEL  # noqa: PLC0414 - re-exported for ingest.gateway
+from contracts.mqtt_topics import JSON_CHANNEL, ROOT
 from contracts.parameters import PARAMETERS, Unit, nox_as_no2, ppm_to_mg_m3
 from contracts.reading import (
     DataFlag,
@@ -43,10 +45,6 @@ from contracts.reading import (
 from contracts.registry import Device, Enterprise, Registry, Stack
 
 from .settings import MAX_AGE_S
-
-TOPIC_ROOT = ("cems", "v1")
-JSON_CHANNEL = "reading"
-HJ212_CHANNEL = "hj212"
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, not a failure of the program
@@ -152,13 +150,13 @@ def check_tcp_sender(device: Device, peer: IPv4Address | IPv6Address | None, whe
 
 
 def parse_topic(topic: str) -> TopicAddress:
-    parts = topic.split("/")
-    if len(parts) != 5 or tuple(parts[:2]) != TOPIC_ROOT or parts[4] not in (JSON_CHANNEL, HJ212_CHANNEL):
+    parts = topic.removeprefix(f"{ROOT}/").split("/") if topic.startswith(f"{ROOT}/") else []
+    if len(parts) != 3 or parts[2] not in (JSON_CHANNEL, HJ212_CHANNEL):
         raise Rejected(
             RejectReason.TOPIC,
-            f"topic {topic!r} is not cems/v1/{{enterprise}}/{{stack}}/reading or .../hj212",
+            f"topic {topic!r} is not {ROOT}/{{enterprise}}/{{stack}}/{JSON_CHANNEL} or .../{HJ212_CHANNEL}",
         )
-    return TopicAddress(parts[2], parts[3], parts[4])
+    return TopicAddress(parts[0], parts[1], parts[2])
 
 
 _TO_CANONICAL = {

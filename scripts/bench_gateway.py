@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from cems.infra.secrets import SecretStore  # noqa: E402
 from cems.infra.settings import InfraSettings  # noqa: E402
 from cems.topics import ensure_topics  # noqa: E402
+from contracts import mqtt_topics  # noqa: E402
 from contracts.hj212 import encode_packet  # noqa: E402
 from contracts.hj212_data import PacketValue, data_packet  # noqa: E402
 from contracts.reading import DataKind  # noqa: E402
@@ -64,13 +65,13 @@ def payloads(count: int, fmt: str) -> list[tuple[str, bytes]]:
                     "humidity": {"value": 11.0},
                 },
             }
-            out.append((f"cems/v1/{ent.id}/{stack.id}/reading", json.dumps(doc).encode()))
+            out.append((mqtt_topics.topic(ent.id, stack.id, mqtt_topics.JSON_CHANNEL), json.dumps(doc).encode()))
         else:
             values = {"so2": PacketValue(20 + i % 7), "o2": PacketValue(8.5), "flow": PacketValue(110.0)}
             packet = data_packet(
                 mn=dev.mn, kind=DataKind.REALTIME, event_time=t, values=values, pw=dev.hj212_pw or "123456"
             )
-            out.append((f"cems/v1/{ent.id}/{stack.id}/hj212", encode_packet(packet)))
+            out.append((mqtt_topics.topic(ent.id, stack.id, mqtt_topics.HJ212_CHANNEL), encode_packet(packet)))
     return out
 
 
