@@ -22,6 +22,13 @@ from .parameters import Unit
 
 SCHEMA_VERSION: Literal[1] = 1
 
+#: event times the platform accepts, relative to their arrival (``docs/device-guide.md``):
+#: at most this far ahead (``future_timestamp`` beyond) ...
+MAX_FUTURE_S = 300.0
+#: ... and at most this old (``stale_timestamp`` beyond): a day and two hours, so a daily report
+#: (HJ 212 CN 2031, stamped with the start of its day) is still accepted until 02:00 the day after
+MAX_AGE_S = 26 * 3600.0
+
 
 class DataKind(StrEnum):
     """Which HJ 212 data a reading carries (the command it came with)."""

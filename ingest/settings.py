@@ -7,11 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.reading import MAX_AGE_S, MAX_FUTURE_S
 from contracts.registry import SAMPLE_REGISTRY
-
-#: a day and two hours: a daily report (HJ 212 CN 2031, stamped with the start of its day)
-#: is still accepted until 02:00 the day after
-MAX_AGE_S = 26 * 3600.0
 
 
 class GatewaySettings(BaseSettings):
@@ -52,7 +49,7 @@ class GatewaySettings(BaseSettings):
     gateway_metrics_port: int = 9464
 
     #: readings may be this far ahead of arrival (``future_timestamp`` beyond)
-    max_future_s: float = 300.0
+    max_future_s: float = MAX_FUTURE_S
     #: the oldest event time accepted (``stale_timestamp`` beyond), and so the window of the
     #: duplicate memory, which start-up fills from Kafka: start-up time follows the readings
     #: produced in this window (``ingest/dedup.py``, ``ingest/dedup_loader.py``)

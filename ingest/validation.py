@@ -34,6 +34,8 @@ from contracts.mqtt_topics import HJ212_CHANNEL as HJ212_CHANNEL  # noqa: PLC041
 from contracts.mqtt_topics import JSON_CHANNEL, ROOT
 from contracts.parameters import PARAMETERS, Unit, nox_as_no2, ppm_to_mg_m3
 from contracts.reading import (
+    MAX_AGE_S,
+    MAX_FUTURE_S,
     DataFlag,
     DeviceMeasurement,
     DeviceReading,
@@ -43,8 +45,6 @@ from contracts.reading import (
     Source,
 )
 from contracts.registry import Device, Enterprise, Registry, Stack
-
-from .settings import MAX_AGE_S
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, not a failure of the program
@@ -109,7 +109,7 @@ def loads_bounded(payload: bytes) -> Any:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    max_future_s: float = 300.0
+    max_future_s: float = MAX_FUTURE_S
     max_age_s: float = MAX_AGE_S
 
 

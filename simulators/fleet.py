@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from contracts.mqtt_topics import HJ212_CHANNEL, JSON_CHANNEL, topic
+from contracts.reading import MAX_FUTURE_S
 from contracts.registry import Device, Enterprise, Registry, Stack
 from rules.config import StackProfile
 
@@ -103,7 +104,7 @@ class Fleet:
         sample = self.sample(stack.id, minute, t)
         protocol = self.protocol or device.protocol
         payload = self._encode(protocol, stack, device, sample, EventTime.of(sent_at) if skew else times)
-        expect = "future_timestamp" if skew > 300 else "reading"
+        expect = "future_timestamp" if skew > MAX_FUTURE_S else "reading"
         yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, expect)
         if self.scenario.duplicated(stack.id, minute) and expect == "reading":
             yield Message(ent.id, stack.id, device.mn, protocol, payload, sent_at, "duplicate")
