@@ -41,8 +41,12 @@ TCP_REFUSED = Counter(
 )
 TCP_CLOSED = Counter(
     "cems_gateway_tcp_closed_total",
-    "HJ 212 TCP connections the gateway closed, by cause (idle, unread_answers, error, stopping)",
+    "HJ 212 TCP connections the gateway closed, by cause "
+    "(idle, auth_timeout, refusals, evicted, unread_answers, error, stopping)",
     ["cause"],
+)
+TCP_BLANK_LINES = Counter(
+    "cems_gateway_tcp_blank_lines_total", "Blank lines (bare CR LF) on HJ 212 TCP connections: ignored, no dead letter"
 )
 TCP_ERRORS = Counter(
     "cems_gateway_tcp_errors_total",

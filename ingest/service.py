@@ -39,12 +39,14 @@ class RunningGateway:
 
     def receiving(self) -> bool:
         """Every receive path still running."""
-        return self.mqtt.alive and (self.tcp is None or self.tcp.alive)
+        return self.mqtt.alive and self.sink.alive and (self.tcp is None or self.tcp.alive)
 
-    def send_backfill_requests(self) -> None:
-        """Ask devices for the periods the platform missed (see ``ingest.backfill``)."""
+    def tick(self) -> None:
+        """Timed work: ask devices for the periods the platform missed (``ingest.backfill``),
+        refuse split packets that did not complete in time (even if no part comes any more)."""
         for topic, payload in self.gateway.backfill_requests():
             self.mqtt.publish(topic, payload)
+        self.gateway.expire_splits()
 
     def stop(self) -> None:
         self.mqtt.stop()
@@ -80,8 +82,13 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
         log.info("open files limit", extra={"nofile": raise_open_files_limit()})
         limits = TcpLimits(
             idle_timeout_s=settings.gateway_tcp_idle_timeout_s,
+            auth_timeout_s=settings.gateway_tcp_auth_timeout_s,
             max_connections=settings.gateway_tcp_max_connections,
             max_per_address=settings.gateway_tcp_max_per_address,
+            ipv4_prefix=settings.gateway_tcp_ipv4_prefix,
+            ipv6_prefix=settings.gateway_tcp_ipv6_prefix,
+            max_refusals=settings.gateway_tcp_max_refusals,
+            refusal_window_s=settings.gateway_tcp_refusal_window_s,
         )
         tcp = TcpSource(settings.listen_host, settings.gateway_tcp_port, gateway.handle_tcp, limits)
         tcp.start()
@@ -116,7 +123,7 @@ def run_gateway(settings: GatewaySettings, mqtt_password: str) -> int:
         signal.signal(sig, lambda *_: stop.set())
     running = start_gateway(settings, mqtt_password)
     while not stop.is_set() and not running.gateway.failed.is_set() and running.receiving():
-        running.send_backfill_requests()
+        running.tick()
         stop.wait(0.5)
     if running.gateway.failed.is_set():
         log.error("gateway stopping after a Kafka failure", extra={"error": str(running.gateway.failure)})
@@ -124,7 +131,8 @@ def run_gateway(settings: GatewaySettings, mqtt_password: str) -> int:
         return 1
     if not running.receiving():
         # a receive path died: exit non-zero so the supervisor restarts the gateway
-        log.error("gateway stopping: a receive path died", extra={"error": running.mqtt.failure or "thread ended"})
+        failure = running.mqtt.failure or running.sink.failure or "a thread ended"
+        log.error("gateway stopping: a receive or delivery path died", extra={"error": failure})
         running.mqtt.stop()
         return 1
     running.stop()

@@ -40,11 +40,20 @@ class GatewaySettings(BaseSettings):
 
     #: HJ 212 over TCP listener (0 = off)
     gateway_tcp_port: int = 9212
-    #: close a TCP connection that has completed no packet for this long (a few reporting intervals)
+    #: close a TCP connection with no authenticated packet for this long (a few reporting intervals)
     gateway_tcp_idle_timeout_s: float = Field(default=600.0, gt=0)
-    #: TCP connections held at once, in all and per source address; one more is closed at once
+    #: close a TCP connection on which no packet has authenticated this long after it opened
+    gateway_tcp_auth_timeout_s: float = Field(default=30.0, gt=0)
+    #: TCP connections held at once, in all (at the cap the oldest never authenticated one makes
+    #: room) and per source network (the address's first 24 bits, IPv4, or 64 bits, IPv6)
     gateway_tcp_max_connections: int = Field(default=10_000, gt=0)
     gateway_tcp_max_per_address: int = Field(default=64, gt=0)
+    gateway_tcp_ipv4_prefix: int = Field(default=24, ge=0, le=32)
+    gateway_tcp_ipv6_prefix: int = Field(default=64, ge=0, le=128)
+    #: packets that do not authenticate (blank lines too): this many in a burst, this many per
+    #: window after; one more closes the connection
+    gateway_tcp_max_refusals: int = Field(default=100, gt=0)
+    gateway_tcp_refusal_window_s: float = Field(default=10.0, gt=0)
     #: Prometheus metrics on http://host:port/metrics (0 = off)
     gateway_metrics_port: int = 9464
 

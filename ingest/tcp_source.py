@@ -2,13 +2,20 @@
 ask for an answer (Flag bit 0), which is written back on the same connection.
 
 One asyncio event loop, in one thread, holds every connection: a few kilobytes each, no
-thread each. The limits (``TcpLimits``), so that whoever reaches the port cannot exhaust
-the gateway:
+thread each. The limits (``TcpLimits``, decided in ``ingest/tcp_limits.py``), so that whoever
+reaches the port cannot exhaust the gateway:
 
-- connections in all, and per source address: one more is closed at once, unread, and
-  counted (``cems_gateway_tcp_refused_total{cause}``);
-- idle time: a connection that has not completed a packet for ``idle_timeout_s`` is closed.
-  Bytes that never end a packet do not keep it open, so a byte-a-second sender is idle too;
+- connections in all, and per source network (/24, /64): one more from a network at its cap
+  is closed at once, unread, and counted (``cems_gateway_tcp_refused_total{cause}``); at the
+  total cap the oldest connection that has not authenticated is closed to make room
+  (``evicted``), and only when every one has authenticated is the newcomer refused;
+- a packet *authenticates* its connection when the handler returns ``True`` (a registered
+  device, its PW, an allowed network). A connection with no authenticated packet is closed
+  ``auth_timeout_s`` after it opened; an authenticated one ``idle_timeout_s`` after its last
+  authenticated packet. Bytes, refused packets and blank lines keep no connection open;
+- packets that do not authenticate: ``max_refusals`` in a burst, then ``max_refusals`` per
+  ``refusal_window_s``; one more closes the connection (``refusals``);
+- blank lines (a bare CR LF) are no packets: ignored and counted, never a dead letter;
 - bytes waiting for a CR LF: beyond ``max_buffer_bytes`` they go on as one bad packet (a
   dead letter) and the buffer starts again;
 - answers a device does not read: beyond ``max_unread_answer_bytes`` the connection is closed.
@@ -16,7 +23,8 @@ the gateway:
 Packets go to ``handler(peer, packet, answer)`` on the loop's thread, in the order they
 came; ``peer`` is ``host:port`` (``[v6 host]:port``). ``answer`` may be called from any
 thread (Kafka's delivery thread calls it). An exception from the handler, or anywhere in a
-connection's handling, is logged and counted, and the listener goes on.
+connection's handling, is logged and counted (the packet counts as refused), and the
+listener goes on.
 """
 
 from __future__ import annotations
@@ -30,93 +38,35 @@ import struct
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from contracts.hj212 import MAX_DATA_LENGTH, split_stream
+from contracts.hj212 import split_stream
 
 from . import metrics
+from .tcp_limits import (
+    MAX_BUFFER,
+    Admission,
+    Closure,
+    ConnectionBook,
+    Refusal,
+    RefusalBudget,
+    TcpLimits,
+    expiry,
+    is_blank,
+)
+
+__all__ = ["MAX_BUFFER", "Answer", "Closure", "Handler", "Refusal", "TcpLimits", "TcpSource", "raise_open_files_limit"]
 
 log = logging.getLogger("cems.gateway.tcp")
 
 Answer = Callable[[bytes], None]
-Handler = Callable[[str, bytes, Answer], None]
-#: the longest packet: ``##``, 4 length digits, the data segment, 4 CRC digits, CR LF; with room
-MAX_BUFFER = MAX_DATA_LENGTH + 64
+#: ``True``: the packet authenticated its connection; ``False`` or ``None``: it did not
+Handler = Callable[[str, bytes, Answer], bool | None]
 #: pending connections the kernel keeps for the accept loop (capped by net.core.somaxconn)
 LISTEN_BACKLOG = 4096
 #: connections accepted per readiness event, and the pause when accepting fails (no descriptors)
 ACCEPT_BATCH = 256
 ACCEPT_PAUSE_S = 0.1
-
-
-class Refusal(StrEnum):
-    """Why a connection was closed as soon as it was accepted."""
-
-    TOTAL = "total_cap"
-    PER_ADDRESS = "per_address_cap"
-    STOPPING = "stopping"
-
-
-class Closure(StrEnum):
-    """Why the gateway closed a connection it had admitted."""
-
-    IDLE = "idle"
-    UNREAD_ANSWERS = "unread_answers"
-    ERROR = "error"
-    STOPPING = "stopping"
-
-
-@dataclass(frozen=True)
-class TcpLimits:
-    idle_timeout_s: float = 600.0
-    max_connections: int = 10_000
-    max_per_address: int = 64
-    max_buffer_bytes: int = MAX_BUFFER
-    max_unread_answer_bytes: int = 256 * 1024
-
-    def __post_init__(self) -> None:
-        if self.idle_timeout_s <= 0 or min(self.max_connections, self.max_per_address, self.max_buffer_bytes) < 1:
-            raise ValueError(f"TCP limits must be positive: {self}")
-
-    @property
-    def sweep_interval_s(self) -> float:
-        """How often idle connections are looked for: they are closed within idle time + this."""
-        return min(max(self.idle_timeout_s / 8, 0.05), 5.0)
-
-
-class ConnectionBook:
-    """Which connections are open, by source address, and whether one more may be. Pure:
-    no I/O, no clock; used on the loop's thread only."""
-
-    def __init__(self, limits: TcpLimits) -> None:
-        self.limits = limits
-        self.total = 0
-        self._by_address: Counter[str] = Counter()
-
-    def admit(self, address: str) -> Refusal | None:
-        """Count a new connection from ``address`` in, or say why it may not be."""
-        if self.total >= self.limits.max_connections:
-            return Refusal.TOTAL
-        if self._by_address[address] >= self.limits.max_per_address:
-            return Refusal.PER_ADDRESS
-        self.total += 1
-        self._by_address[address] += 1
-        return None
-
-    def release(self, address: str) -> None:
-        self.total -= 1
-        self._by_address[address] -= 1
-        if self._by_address[address] <= 0:
-            del self._by_address[address]
-
-    def from_address(self, address: str) -> int:
-        return self._by_address[address]
-
-
-def is_idle(last_packet_s: float, now_s: float, idle_timeout_s: float) -> bool:
-    return now_s - last_packet_s >= idle_timeout_s
 
 
 def raise_open_files_limit() -> int:
@@ -146,14 +96,19 @@ class _Connection(asyncio.Protocol):
         self.peer = peer
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
-        self.last_packet_s = listener.loop.time()
+        self.opened_s = listener.loop.time()
+        #: when a packet on this connection last authenticated (None: never)
+        self.authenticated_s: float | None = None
+        self.refusals = RefusalBudget()
         self.closing_as: Closure | None = None
-        self.released = False
 
     # -- asyncio callbacks (loop thread) ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.closing_as is not None:  # evicted while it was being set up
+            transport.close()
+            return
         self.listener.connections.add(self)
         if self.listener.stopping:
             self.close(Closure.STOPPING)
@@ -166,13 +121,32 @@ class _Connection(asyncio.Protocol):
             if len(self.buffer) > self.listener.limits.max_buffer_bytes:
                 packets.append(self.buffer)  # no CR LF in sight: refuse what came as one bad packet
                 self.buffer = b""
-            if packets:
-                self.last_packet_s = self.listener.loop.time()
-            for packet in packets:
-                self.listener.dispatch(self, packet)
+            self._handle(packets)
         except Exception:  # a bug here must not take the listener down: count it, drop this connection
             self.listener.count_error("receive", self.peer)
             self.close(Closure.ERROR)
+
+    def _handle(self, packets: list[bytes]) -> None:
+        blank = 0
+        try:
+            for packet in packets:
+                if is_blank(packet):
+                    blank += 1
+                    authenticated = False
+                else:
+                    authenticated = self.listener.dispatch(self, packet)
+                now_s = self.listener.loop.time()
+                if authenticated:
+                    self.authenticated_s = now_s
+                    self.listener.book.authenticated(self)
+                elif self.refusals.spend(now_s, self.listener.limits):
+                    log.warning("too many refused packets: closing", extra={"peer": self.peer})
+                    self.buffer = b""  # nothing more from this connection is handled
+                    self.close(Closure.REFUSALS)
+                    return
+        finally:
+            if blank:
+                metrics.TCP_BLANK_LINES.inc(blank)
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
@@ -181,7 +155,10 @@ class _Connection(asyncio.Protocol):
         self.listener.release(self)
         if self.buffer:  # the rest of the stream, unfinished: kept as one bad packet
             rest, self.buffer = self.buffer, b""
-            self.listener.dispatch(self, rest)
+            if is_blank(rest):
+                metrics.TCP_BLANK_LINES.inc()
+            else:
+                self.listener.dispatch(self, rest)
 
     # -- our side -----------------------------------------------------------------------------
     def answer(self, data: bytes) -> None:
@@ -202,10 +179,13 @@ class _Connection(asyncio.Protocol):
             self.close(Closure.UNREAD_ANSWERS)
 
     def close(self, why: Closure) -> None:
-        if self.transport is None or self.closing_as is not None:
+        """Close (once) and count why; a connection still being set up closes when it is made."""
+        if self.closing_as is not None:
             return
         self.closing_as = why
         metrics.TCP_CLOSED.labels(why.value).inc()
+        if self.transport is None:
+            return
         if why is Closure.UNREAD_ANSWERS or why is Closure.ERROR:
             self.transport.abort()
         else:
@@ -233,7 +213,7 @@ class _Listener:
         self.sock = sock
         self.handler = handler
         self.limits = limits
-        self.book = ConnectionBook(limits)
+        self.book: ConnectionBook[_Connection] = ConnectionBook(limits)
         self.connections: set[_Connection] = set()
         self.starting: set[asyncio.Task[Any]] = set()
         self.stopping = False
@@ -268,14 +248,19 @@ class _Listener:
 
     def _admit(self, conn: socket.socket, peername: tuple[Any, ...]) -> None:
         address = str(peername[0])
-        refusal = Refusal.STOPPING if self.stopping else self.book.admit(address)
-        if refusal is not None:
-            metrics.TCP_REFUSED.labels(refusal.value).inc()
+        connection = _Connection(self, address, _peer_text(address, int(peername[1])))
+        admission = (
+            Admission[_Connection](refusal=Refusal.STOPPING) if self.stopping else self.book.admit(connection, address)
+        )
+        if admission.refusal is not None:
+            metrics.TCP_REFUSED.labels(admission.refusal.value).inc()
             _reset(conn)
             return
+        if admission.evicted is not None:  # released from the book already: the newcomer has its slot
+            self._forget(admission.evicted)
+            admission.evicted.close(Closure.EVICTED)
         metrics.TCP_OPEN.inc()
         conn.setblocking(False)
-        connection = _Connection(self, address, _peer_text(address, int(peername[1])))
         task = self.loop.create_task(self.loop.connect_accepted_socket(lambda: connection, conn))
         self.starting.add(task)
         task.add_done_callback(lambda t: self._started(t, connection, conn))
@@ -293,40 +278,52 @@ class _Listener:
             _reset(conn)
 
     def release(self, conn: _Connection) -> None:
-        self.connections.discard(conn)
-        if not conn.released:
-            conn.released = True
-            self.book.release(conn.address)
+        if self.book.release(conn):
             metrics.TCP_OPEN.dec()
+        self.connections.discard(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        """A connection the book has released (evicted): no longer open, whenever its socket closes."""
+        metrics.TCP_OPEN.dec()
+        self.connections.discard(conn)
 
     # -- serving ------------------------------------------------------------------------------
-    def dispatch(self, conn: _Connection, packet: bytes) -> None:
+    def dispatch(self, conn: _Connection, packet: bytes) -> bool:
+        """Hand a packet to the handler; True if it authenticated the connection."""
         try:
-            self.handler(conn.peer, packet, conn.answer)
+            return self.handler(conn.peer, packet, conn.answer) is True
         except Exception:  # the gateway core turns its own failures into dead letters; anything else: count, go on
             self.count_error("handler", conn.peer)
+            return False
 
     def count_error(self, stage: str, peer: str) -> None:
         metrics.TCP_ERRORS.labels(stage).inc()
         log.exception("error in a TCP connection's handling", extra={"stage": stage, "peer": peer})
 
-    def close_idle(self) -> int:
-        now = self.loop.time()
-        idle = [c for c in self.connections if is_idle(c.last_packet_s, now, self.limits.idle_timeout_s)]
-        for conn in idle:
-            conn.close(Closure.IDLE)
-        return len(idle)
+    def close_expired(self) -> Counter[Closure]:
+        """Close connections quiet for too long (``tcp_limits.expiry``); how many, by cause."""
+        now_s = self.loop.time()
+        closed: Counter[Closure] = Counter()
+        for conn in list(self.connections):
+            why = expiry(conn.opened_s, conn.authenticated_s, now_s, self.limits)
+            if why is not None and conn.closing_as is None:
+                conn.close(why)
+                closed[why] += 1
+        return closed
 
     async def sweep(self) -> None:
         while True:
             await asyncio.sleep(self.limits.sweep_interval_s)
             try:
-                closed = self.close_idle()
+                closed = self.close_expired()
             except Exception:
                 self.count_error("sweep", "-")
                 continue
             if closed:
-                log.info("idle connections closed", extra={"count": closed, "open": self.book.total})
+                log.info(
+                    "quiet connections closed",
+                    extra={**{f"closed_{why.value}": n for why, n in closed.items()}, "open": self.book.total},
+                )
 
     async def shut_down(self) -> None:
         """Refuse what comes, close what is open, and wait until every socket is closed."""
@@ -376,6 +373,10 @@ class TcpSource:
     def open_connections(self) -> int:
         return self._listener.book.total
 
+    @property
+    def unauthenticated_connections(self) -> int:
+        return self._listener.book.unauthenticated
+
     def start(self, timeout_s: float = 10) -> None:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if nofile < self.limits.max_connections + 256:
@@ -418,8 +419,12 @@ class TcpSource:
             extra={
                 "port": self.port,
                 "idle_timeout_s": self.limits.idle_timeout_s,
+                "auth_timeout_s": self.limits.auth_timeout_s,
                 "max_connections": self.limits.max_connections,
                 "max_per_address": self.limits.max_per_address,
+                "per_address_networks": f"/{self.limits.ipv4_prefix}, /{self.limits.ipv6_prefix}",
+                "max_refusals": self.limits.max_refusals,
+                "refusal_window_s": self.limits.refusal_window_s,
             },
         )
         try:
