@@ -25,12 +25,12 @@ from contracts.commands import encode_history
 from contracts.hj212 import data_answer, encode_packet
 from contracts.mqtt_topics import CMD_CHANNEL
 from contracts.mqtt_topics import topic as mqtt_topic
-from contracts.reading import DeadLetter, Reading, RejectReason, Source
+from contracts.reading import DataKind, DeadLetter, Reading, RejectReason, Source
 
 from . import metrics
 from .backfill import KIND_INTERVAL_S, BackfillPlanner
-from .dedup import DedupMemory, Seen
-from .split import Assembled, SplitAssembler
+from .dedup import DedupMemory, Seen, epoch_us
+from .split import SplitAssembler, SplitRefused
 from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic, peer_address
 
 log = logging.getLogger("cems.gateway")
@@ -51,6 +51,17 @@ DETAIL_MAX_CHARS = 2000
 _ROUTE = {Source.MQTT_JSON: "json", Source.MQTT_HJ212: "hj212", Source.TCP_HJ212: "tcp", Source.REPLAY: "json"}
 
 
+#: refusals that say the sender is not who it claims (over TCP: not authenticated)
+AUTHENTICATION_REASONS = frozenset(
+    {
+        RejectReason.UNKNOWN_DEVICE,
+        RejectReason.MN_TOPIC_MISMATCH,
+        RejectReason.HJ212_PASSWORD,
+        RejectReason.SOURCE_NOT_ALLOWED,
+    }
+)
+
+
 def _no_ack() -> None:
     """HJ 212 over TCP has no acknowledgement but the answer packet."""
 
@@ -59,6 +70,15 @@ class Sink(Protocol):
     def send_reading(self, reading: Reading, on_done: Callable[[Exception | None], None]) -> None: ...
 
     def send_dead_letter(self, letter: DeadLetter, on_done: Callable[[Exception | None], None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A part of a split packet, held until the packet is whole."""
+
+    ack: Ack
+    payload: bytes
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -84,12 +104,14 @@ class Gateway:
         self.sink = sink
         self.dedup = dedup
         self.clock = clock
-        self.splits: SplitAssembler[Ack] = SplitAssembler()
-        self.backfill = backfill or BackfillPlanner()
+        self.splits: SplitAssembler[_Part] = SplitAssembler()
+        self.backfill = backfill if backfill is not None else BackfillPlanner()
         self._devices = validator.registry.device_index()
         self._intervals = {s.id: s.reporting_interval_s for _, s in validator.registry.stacks()}
         #: the connection each registered HJ 212 TCP device last sent a valid packet on (by MN)
         self._tcp_routes: dict[str, Answer] = {}
+        #: readings produced and not yet confirmed, with repeats that arrived meanwhile
+        self._inflight: dict[tuple[str, DataKind, int], list[_Pending]] = {}
         self.failed = threading.Event()
         self.failure: Exception | None = None
         self._lock = threading.Lock()
@@ -98,54 +120,56 @@ class Gateway:
     def handle_mqtt(self, topic: str, payload: bytes, ack: Ack, answer: Answer) -> None:
         """A message from MQTT; ``answer`` publishes an HJ 212 answer to the device's ack topic."""
         origin = f"mqtt:{topic}"
-        self._guarded(origin, payload, ack, lambda: self._handle_mqtt(topic, origin, payload, ack, answer))
+        self._guarded(origin, payload, ack, lambda held: self._handle_mqtt(topic, origin, payload, held, answer))
 
-    def handle_tcp(self, peer: str, payload: bytes, answer: Answer) -> None:
-        """A packet pushed over a TCP socket by a legacy device."""
+    def handle_tcp(self, peer: str, payload: bytes, answer: Answer) -> bool:
+        """A packet pushed over a TCP socket by a legacy device. True when it came from a
+        registered device that authenticated (PW, allowed source), whatever else was wrong."""
         origin = f"tcp:{peer}"
-        self._guarded(
+        return self._guarded(
             origin,
             payload,
             _no_ack,
-            lambda: self._handle_packet(
-                payload, origin, Source.TCP_HJ212, None, _no_ack, answer, peer=peer_address(peer)
-            ),
+            lambda held: self._handle_packet(payload, origin, Source.TCP_HJ212, None, held, answer, peer_address(peer)),
         )
 
     # -- internals ------------------------------------------------------------------------------
-    def _guarded(self, origin: str, payload: bytes, ack: Ack, handle: Callable[[], None]) -> None:
+    def _guarded(self, origin: str, payload: bytes, ack: Ack, handle: Callable[[list[Ack]], bool]) -> bool:
         """Whatever arrives ends as a reading or a dead letter, and the next message is handled:
         a payload over the size limit is refused unread, and an exception nobody foresaw
-        becomes an ``internal_error`` dead letter (with the exception type) and a metric."""
+        becomes an ``internal_error`` dead letter (with the exception type) and a metric,
+        releasing every acknowledgement the input held (all parts of a split packet)."""
         if len(payload) > self.max_payload_bytes:
             detail = f"{len(payload):,} bytes (at most {self.max_payload_bytes:,})"
             self._refuse(Rejected(RejectReason.PAYLOAD_TOO_LARGE, detail), origin, payload, _Pending([ack]))
-            return
+            return False
+        held = [ack]
         try:
-            handle()
+            return handle(held)
         except Exception as exc:  # the point: no input may stop ingest
             kind = type(exc).__name__
             metrics.INTERNAL_ERRORS.labels(kind).inc()
             log.exception("internal error on input", extra={"origin": origin, "error_type": kind})
             detail = f"{kind}: {exc}"[:500]
-            self._refuse(Rejected(RejectReason.INTERNAL_ERROR, detail), origin, payload, _Pending([ack]))
+            self._refuse(Rejected(RejectReason.INTERNAL_ERROR, detail), origin, payload, _Pending(held))
+            return False
 
-    def _handle_mqtt(self, topic: str, origin: str, payload: bytes, ack: Ack, answer: Answer) -> None:
+    def _handle_mqtt(self, topic: str, origin: str, payload: bytes, held: list[Ack], answer: Answer) -> bool:
         try:
             address = parse_topic(topic)
         except Rejected as rej:
-            self._refuse(rej, origin, payload, _Pending([ack]))
-            return
+            self._refuse(rej, origin, payload, _Pending(list(held)))
+            return False
         if address.channel == HJ212_CHANNEL:
-            self._handle_packet(payload, origin, Source.MQTT_HJ212, address, ack, answer)
-            return
+            return self._handle_packet(payload, origin, Source.MQTT_HJ212, address, held, answer)
         received_at = self.clock()
         try:
             reading = self.validator.from_json(address, payload, received_at)
         except Rejected as rej:
-            self._refuse(rej, origin, payload, _Pending([ack]))
-            return
-        self._accept(reading, origin, payload, _Pending([ack]))
+            self._refuse(rej, origin, payload, _Pending(list(held)))
+            return False
+        self._accept(reading, origin, payload, _Pending(list(held)))
+        return True
 
     def _handle_packet(
         self,
@@ -153,55 +177,74 @@ class Gateway:
         origin: str,
         source: Source,
         address: TopicAddress | None,
-        ack: Ack,
+        held: list[Ack],
         answer: Answer,
         peer: IPv4Address | IPv6Address | None = None,
-    ) -> None:
+    ) -> bool:
+        """One HJ 212 packet (or part); ``held`` are the acknowledgements in play, all parts'
+        once a split packet is whole. Returns whether its sender authenticated."""
         received_at = self.clock()
         try:
             packet = self.validator.parse_hj212(payload, address)
         except Rejected as rej:
-            self._refuse(rej, origin, payload, _Pending([ack]))
-            return
-        acks = [ack]
+            self._refuse(rej, origin, payload, _Pending(list(held)))
+            return False
         if packet.is_split and packet.pnum is not None:
-            with self._lock:
-                assembled: Assembled[Ack] | None = self.splits.add(packet, ack, received_at)
-                expired = self.splits.expire(received_at)
-            for gone in expired:
-                timed_out = Rejected(
-                    RejectReason.HJ212_FIELD,
-                    f"split packet QN={gone.qn} got parts {gone.received} of {gone.pnum} before timing out",
-                    mn=gone.mn,
-                )
-                self._refuse(timed_out, origin, payload, _Pending(gone.tokens))
+            try:  # each part: only its device's own parts may join it
+                self.validator.authenticate(packet, source, address, peer)
+            except Rejected as rej:
+                self._refuse(rej, origin, payload, _Pending(list(held)))
+                return False
+            try:
+                with self._lock:
+                    assembled = self.splits.add(packet, _Part(held[0], payload, origin), received_at, origin)
+            except SplitRefused as exc:
+                refused = Rejected(RejectReason.HJ212_FIELD, str(exc), mn=packet.mn)
+                self._refuse(refused, origin, payload, _Pending(list(held)))
+                return True
+            self.expire_splits()
             if assembled is None:
-                return  # acknowledged with the last part
-            packet, acks = assembled.packet, assembled.tokens
+                return True  # acknowledged with the last part
+            packet = assembled.packet
+            held[:] = [part.ack for part in assembled.tokens]
         reply = (answer, encode_packet(data_answer(packet))) if packet.ack_requested else None
         try:
             reading = self.validator.from_packet(packet, received_at, source, address, peer)
         except Rejected as rej:
-            self._refuse(rej, origin, payload, _Pending(acks))
-            return
+            self._refuse(rej, origin, payload, _Pending(list(held)))
+            return rej.reason not in AUTHENTICATION_REASONS
         if source is Source.TCP_HJ212:  # a request for its history goes back on this connection
-            self._tcp_routes[reading.mn] = answer
-        self._accept(reading, origin, payload, _Pending(acks, reply))
+            with self._lock:
+                self._tcp_routes[reading.mn] = answer
+        self._accept(reading, origin, payload, _Pending(list(held), reply))
+        return True
 
     def _accept(self, reading: Reading, origin: str, payload: bytes, pending: _Pending) -> None:
+        key = (reading.mn, reading.kind, epoch_us(reading.event_time))
         with self._lock:
             seen = self.dedup.add_reading(reading)
             fresh = seen is Seen.NEW
-            backfilled = self.backfill.is_backfill(reading.mn, reading.kind, reading.event_time)
-            if fresh:
-                self.backfill.observe(
-                    reading.mn,
-                    reading.kind,
-                    reading.event_time,
-                    self._interval_s(reading),
-                    _ROUTE[reading.source],
-                    self.clock(),
-                )
+            try:
+                backfilled = self.backfill.is_backfill(reading.mn, reading.kind, reading.event_time)
+                if fresh:
+                    self.backfill.observe(
+                        reading.mn,
+                        reading.kind,
+                        reading.event_time,
+                        self._interval_s(reading),
+                        _ROUTE[reading.source],
+                        self.clock(),
+                    )
+                    self._inflight[key] = []
+                #: a repeat of a reading still on its way to Kafka is acknowledged with it, not before
+                waiting = self._inflight.get(key) if seen is Seen.DUPLICATE else None
+                if waiting is not None:
+                    waiting.append(pending)
+            except BaseException:
+                if fresh:
+                    self.dedup.discard_reading(reading)
+                    self._inflight.pop(key, None)
+                raise
         if seen is Seen.BEYOND_WINDOW:  # a sweep for a later arrival passed it while it was validated
             stale = Rejected(
                 RejectReason.STALE_TIMESTAMP,
@@ -213,11 +256,12 @@ class Gateway:
             )
             self._refuse(stale, origin, payload, pending)
             return
-        if not fresh and backfilled:  # asked for a period, the device sent what arrived after all
-            metrics.BACKFILL_DUPLICATES.inc()
-            self._complete(pending)
-            return
         if not fresh:
+            after = _Pending([]) if waiting is not None else pending  # the original's delivery completes it
+            if backfilled:  # asked for a period, the device sent what arrived after all
+                metrics.BACKFILL_DUPLICATES.inc()
+                self._complete(after)
+                return
             metrics.DUPLICATES.labels(reading.source.value).inc()
             rej = Rejected(
                 RejectReason.DUPLICATE,
@@ -227,24 +271,49 @@ class Gateway:
                 mn=reading.mn,
             )
             # the device asked for an answer and Kafka has the data: answer again
-            self._refuse(rej, origin, payload, pending)
+            self._refuse(rej, origin, payload, after)
             return
-        if backfilled:
-            metrics.BACKFILLED.inc()
-            reading = reading.model_copy(update={"backfilled": True})
         started = time.perf_counter()
 
         def done(error: Exception | None) -> None:
-            if error is not None:
-                with self._lock:
+            with self._lock:
+                repeats = self._inflight.pop(key, [])
+                if error is not None:
                     self.dedup.discard_reading(reading)
+            if error is not None:
                 self._fatal(error, f"producing reading {reading.dedup_key}")
                 return
             metrics.PRODUCE_LATENCY.observe(time.perf_counter() - started)
             metrics.ACCEPTED.labels(reading.source.value).inc()
             self._complete(pending)
+            for repeat in repeats:
+                self._complete(repeat)
 
-        self.sink.send_reading(reading, done)
+        try:
+            if backfilled:
+                metrics.BACKFILLED.inc()
+                reading = reading.model_copy(update={"backfilled": True})
+            self.sink.send_reading(reading, done)
+        except BaseException:
+            with self._lock:
+                self.dedup.discard_reading(reading)
+                self._inflight.pop(key, None)
+            raise
+
+    def expire_splits(self) -> None:
+        """Refuse split packets whose parts did not all arrive in time: each part a dead letter
+        of its own (its payload, where it came from), so its acknowledgement is released."""
+        with self._lock:
+            expired = self.splits.expire(self.clock())
+        for gone in expired:
+            detail = f"split packet QN={gone.qn} got parts {gone.received} of {gone.pnum} before timing out"
+            for part in gone.tokens:
+                self._refuse(
+                    Rejected(RejectReason.HJ212_FIELD, detail, mn=gone.mn),
+                    part.origin,
+                    part.payload,
+                    _Pending([part.ack]),
+                )
 
     def _interval_s(self, reading: Reading) -> float:
         """How often the reading's stream reports: real-time data as the registry says."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -12,6 +13,8 @@ from contracts.reading import DeadLetter, Reading
 from contracts.topics import Topics
 
 from .dedup_loader import dedup_header
+
+log = logging.getLogger("cems.gateway.kafka")
 
 OnDone = Callable[[Exception | None], None]
 
@@ -48,8 +51,15 @@ class KafkaSink:
         except KafkaException as exc:
             raise InfrastructureError(f"kafka at {bootstrap}: cannot create producer: {exc}", retryable=True) from exc
         self._closing = threading.Event()
+        #: set when a delivery callback failed: what it should have acknowledged never will be
+        self.failure: str | None = None
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()
+
+    @property
+    def alive(self) -> bool:
+        """The delivery thread runs and no callback failed (else the gateway must restart)."""
+        return self.failure is None and (self._closing.is_set() or self._poller.is_alive())
 
     def _poll(self) -> None:
         while not self._closing.is_set():
@@ -66,7 +76,11 @@ class KafkaSink:
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]], on_done: OnDone
     ) -> None:
         def report(err: KafkaError | None, _msg: object) -> None:
-            on_done(None if err is None else KafkaException(err))
+            try:
+                on_done(None if err is None else KafkaException(err))
+            except Exception as exc:  # a bug in the caller's callback: stop rather than go on half-acknowledging
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.exception("delivery callback failed")
 
         while True:
             try:

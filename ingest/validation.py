@@ -247,12 +247,8 @@ class ReadingValidator:
     ) -> Reading:
         """A data packet (already parsed and, if split, reassembled) to a reading; ``peer``:
         the sender's address, for packets that came over TCP."""
-        enterprise, stack, device = self._device(packet.mn, address)
+        enterprise, stack, _ = self.authenticate(packet, source, address, peer)
         where = {"enterprise": enterprise.id, "stack": stack.id, "mn": packet.mn}
-        if source is Source.TCP_HJ212:
-            check_tcp_sender(device, peer, where)
-        if device.hj212_pw is not None and packet.pw != device.hj212_pw:
-            raise Rejected(RejectReason.HJ212_PASSWORD, f"PW does not match the registry for MN {packet.mn}", **where)
         kind = KIND_BY_CN.get(packet.cn)
         if kind is None:
             raise Rejected(RejectReason.HJ212_COMMAND, f"CN {packet.cn} carries no monitoring data", **where)
@@ -296,6 +292,24 @@ class ReadingValidator:
             received_at=received_at,
             qn=packet.qn,
         )
+
+    def authenticate(
+        self,
+        packet: Hj212Packet,
+        source: Source,
+        address: TopicAddress | None = None,
+        peer: IPv4Address | IPv6Address | None = None,
+    ) -> tuple[Enterprise, Stack, Device]:
+        """Who sent this packet, or ``Rejected``: the MN is registered, belongs to the topic's
+        enterprise and stack (MQTT), its PW matches, and over TCP it has a PW and an allowed
+        source. Every part of a split packet passes this before it is held."""
+        enterprise, stack, device = self._device(packet.mn, address)
+        where = {"enterprise": enterprise.id, "stack": stack.id, "mn": packet.mn}
+        if source is Source.TCP_HJ212:
+            check_tcp_sender(device, peer, where)
+        if device.hj212_pw is not None and packet.pw != device.hj212_pw:
+            raise Rejected(RejectReason.HJ212_PASSWORD, f"PW does not match the registry for MN {packet.mn}", **where)
+        return enterprise, stack, device
 
     # -- checks -------------------------------------------------------------------------------
     @staticmethod
