@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,12 +21,7 @@ from cems.infra.mosquitto import MosquittoServer, MqttAccount
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from contracts.registry import SAMPLE_REGISTRY
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from tests.integration.helpers import free_port
 
 
 class PrivateMosquitto:
