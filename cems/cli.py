@@ -153,11 +153,14 @@ def gateway(
     registry: RegistryOption = None,
     tcp_port: Annotated[int | None, typer.Option(help="HJ 212 TCP listener port, 0 = off (default 9212)")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 9464)")] = None,
-    client_id: Annotated[str | None, typer.Option(help="stable MQTT client id of this instance")] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(help="stable MQTT client id of this instance (default: derived from the shard and a secret)"),
+    ] = None,
     namespace: NamespaceOption = None,
     shard: Annotated[
         str | None,
-        typer.Option(help="I/N: this instance takes shard I (0-based) of N; each shard needs its own --client-id"),
+        typer.Option(help="I/N: this instance takes shard I (0-based) of N (each shard is its own MQTT session)"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:

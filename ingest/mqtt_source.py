@@ -17,6 +17,7 @@ and logs an error whenever the broker's dropped count grows.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import zlib
@@ -55,6 +56,24 @@ def subscriptions(enterprises: Iterable[str], shard: int = 0, shards: int = 1) -
     if shards == 1:
         return [(f, 1) for f in device_filters()]
     return [(f, 1) for ent in sorted(enterprises) if shard_of(ent, shards) == shard for f in device_filters(ent)]
+
+
+def stale_filters(enterprises: Iterable[str], shard: int = 0, shards: int = 1) -> list[str]:
+    """Every filter a gateway session could hold from an earlier sharding and this shard must
+    not: unsubscribed when the broker resumes a session, so that after resharding no two
+    shards receive the same enterprise."""
+    ours = {f for f, _ in subscriptions(enterprises, shard, shards)}
+    every = [*device_filters(), *(f for ent in sorted(enterprises) for f in device_filters(ent))]
+    return [f for f in every if f not in ours]
+
+
+def default_client_id(shard: int, shards: int, password: str) -> str:
+    """The gateway's MQTT client id when none is configured: stable across restarts (the
+    broker keeps its session under it) and not guessable without the platform's password,
+    because Mosquitto lets any authenticated account connect under any client id and so take
+    over that session."""
+    suffix = hashlib.sha256(f"cems-gateway-client-id|{password}".encode()).hexdigest()[:16]
+    return f"cems-gateway-{shard}-of-{shards}-{suffix}"
 
 
 def ack_topic(topic: str) -> str:
@@ -113,9 +132,11 @@ class MqttSource:
         filters: list[tuple[str, int]],
         handler: Handler,
         queue_limit_bytes: int | None = None,
+        stale: list[str] | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.filters = filters
+        self.stale = stale or []
         self.handler = handler
         self.watch = BrokerWatch(queue_limit_bytes)
         self.connected = threading.Event()
@@ -174,6 +195,8 @@ class MqttSource:
             self.refused = f"connection refused: {rc}"
             log.error("mqtt connection refused", extra={"reason": str(rc)})
             return
+        if getattr(flags, "session_present", False) and self.stale:
+            client.unsubscribe(self.stale)  # what an earlier sharding left in the session
         # resubscribe on every connection: a session the broker lost (or never had) gets them back
         client.subscribe(self.filters)
         client.subscribe([(SYS_STORE_MESSAGES, 0), (SYS_STORE_BYTES, 0), (SYS_DROPPED, 0)])

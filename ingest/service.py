@@ -18,7 +18,7 @@ from .backfill import BackfillPlanner
 from .dedup_loader import load_dedup_memory
 from .gateway import Gateway
 from .kafka_sink import KafkaSink
-from .mqtt_source import MqttSource, subscriptions
+from .mqtt_source import MqttSource, default_client_id, stale_filters, subscriptions
 from .settings import GatewaySettings
 from .tcp_source import TcpLimits, TcpSource, raise_open_files_limit
 from .validation import ReadingValidator, ValidationSettings
@@ -59,6 +59,9 @@ class RunningGateway:
 def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGateway:
     registry = load_registry(settings.registry)
     topic_set = topics(settings.topic_namespace)
+    shard, shards = settings.gateway_shard, settings.gateway_shards
+    client_id = settings.gateway_client_id or default_client_id(shard, shards, mqtt_password)
+    enterprises = [e.id for e in registry.enterprises]
     validator = ReadingValidator(registry, ValidationSettings(settings.max_future_s, settings.max_age_s))
     dedup, loaded = load_dedup_memory(
         settings.bootstrap,
@@ -66,11 +69,11 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
         window_s=settings.max_age_s,
         max_future_s=settings.max_future_s,
         now=utc_now(),
-        client_id=settings.gateway_client_id,
+        client_id=client_id,
         stall_s=settings.dedup_load_stall_s,
     )
     log.info("duplicate memory loaded from kafka", extra=loaded.log_fields())
-    sink = KafkaSink(settings.bootstrap, topic_set, client_id=settings.gateway_client_id)
+    sink = KafkaSink(settings.bootstrap, topic_set, client_id=client_id)
     backfill = BackfillPlanner()
     for mn, kind, last_us in dedup.latest():
         backfill.seed(mn, DataKind(kind), datetime.fromtimestamp(last_us / 1e6, UTC))
@@ -97,10 +100,11 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
         port=settings.mqtt_port,
         user=settings.mqtt_user,
         password=mqtt_password,
-        client_id=settings.gateway_client_id,
-        filters=subscriptions((e.id for e in registry.enterprises), settings.gateway_shard, settings.gateway_shards),
+        client_id=client_id,
+        filters=subscriptions(enterprises, shard, shards),
         handler=gateway.handle_mqtt,
         queue_limit_bytes=settings.mqtt_queue_limit_bytes,
+        stale=stale_filters(enterprises, shard, shards),
     )
     mqtt.start()
     log.info(

@@ -24,9 +24,11 @@ class GatewaySettings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_user: str = "cems-platform"
     mqtt_password: SecretStr | None = None  # default: the local secrets store
-    #: MQTT client id; keep it stable across restarts so the broker redelivers unacknowledged
-    #: messages (one per shard: each shard is its own persistent session)
-    gateway_client_id: str = "cems-gateway-1"
+    #: MQTT client id; stable across restarts so the broker redelivers unacknowledged messages,
+    #: one per shard (each shard is its own persistent session), and secret: an account that
+    #: knows it can take the session over. Default: derived from the shard and the platform's
+    #: password (``ingest.mqtt_source.default_client_id``)
+    gateway_client_id: str | None = None
     #: instances split the enterprises: this one takes those with crc32(id) % shards == shard
     gateway_shard: int = 0
     gateway_shards: int = 1

@@ -12,7 +12,9 @@ from ingest.mqtt_source import (
     SYS_STORE_BYTES,
     SYS_STORE_MESSAGES,
     BrokerWatch,
+    default_client_id,
     shard_of,
+    stale_filters,
     subscriptions,
 )
 
@@ -54,3 +56,22 @@ def test_broker_counters_become_metrics_with_a_warning_at_half_and_an_error_on_d
     assert metrics.BROKER_STORED_MESSAGES._value.get() == 7
     assert metrics.BROKER_STORED_BYTES._value.get() == 100
     assert metrics.BROKER_DROPPED._value.get() == 5
+
+
+def test_after_resharding_a_resumed_session_drops_what_is_no_longer_its_own() -> None:
+    ours = {f for f, _ in subscriptions(ENTERPRISES, 1, 3)}
+    stale = stale_filters(ENTERPRISES, 1, 3)
+    assert "cems/v1/+/+/reading" in stale and "cems/v1/+/+/hj212" in stale  # left from one shard
+    assert not ours & set(stale)
+    assert ours | set(stale) == {f for n in range(3) for f, _ in subscriptions(ENTERPRISES, n, 3)} | {
+        "cems/v1/+/+/reading",
+        "cems/v1/+/+/hj212",
+    }
+    assert not {f for f, _ in subscriptions(ENTERPRISES)} & set(stale_filters(ENTERPRISES))
+
+
+def test_the_default_client_id_is_stable_per_shard_and_needs_the_platform_password() -> None:
+    a = default_client_id(0, 2, "secret-1")
+    assert a == default_client_id(0, 2, "secret-1") and a.startswith("cems-gateway-0-of-2-")
+    assert a != default_client_id(1, 2, "secret-1")
+    assert a != default_client_id(0, 2, "secret-2")  # an account without the password cannot guess it
