@@ -18,6 +18,7 @@ import pytest
 
 from cems.accounts import mqtt_accounts
 from cems.infra.mosquitto import MosquittoServer, MqttAccount
+from cems.infra.process import ManagedServer
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from contracts.registry import SAMPLE_REGISTRY
@@ -82,19 +83,25 @@ class PrivateMosquitto:
         return said
 
     def kill(self) -> None:
-        pid = self.server.pid()
-        if pid is None:
-            return
-        os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.server.pid() is not None:
-            _reap(pid)
-            time.sleep(0.05)
-        _reap(pid)
-        assert self.server.pid() is None, f"mosquitto pid {pid} survived SIGKILL"
+        if self.server.pid() is not None:
+            kill(self.server)
 
     def log(self) -> str:
         return self.server.log_path.read_text(errors="replace")
+
+
+def kill(server: ManagedServer) -> None:
+    """SIGKILL a private server, as a crash (nothing saved, nothing flushed); reap it and
+    assert it is gone."""
+    pid = server.pid()
+    assert pid is not None, f"{server.name} is not running"
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and server.pid() is not None:
+        _reap(pid)
+        time.sleep(0.05)
+    _reap(pid)
+    assert server.pid() is None, f"{server.name} pid {pid} survived SIGKILL"
 
 
 def _reap(pid: int | None) -> None:

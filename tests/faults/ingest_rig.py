@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -154,24 +153,13 @@ def private_kafka(settings: InfraSettings) -> KafkaServer:
     return server
 
 
-def kill(server: MosquittoServer | KafkaServer) -> None:
-    """SIGKILL, as a crash: nothing saved, nothing flushed."""
-    import os
-    import signal
-
-    pid = server.pid()
-    assert pid is not None, f"{server.name} is not running"
-    os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while server.pid() is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def start_gateway(settings: InfraSettings, registry: Path, tmp: Path, name: str) -> GatewayProcess:
+def start_gateway(
+    settings: InfraSettings, tmp: Path, env: dict[str, str] | None = None, name: str = "gw"
+) -> GatewayProcess:
+    """A real `cems gateway` on ``settings``' servers, with ``env`` added to its environment, in
+    a topic namespace and MQTT session of its own (named after ``name``), its topics created."""
     run = f"{name}{uuid.uuid4().hex[:8]}"
-    gw = GatewayProcess(
-        settings, f"f{run}", tmp / f"gateway-{name}.log", client_id=f"gw-{run}", env={"CEMS_REGISTRY": str(registry)}
-    )
+    gw = GatewayProcess(settings, f"f{run}", tmp / f"gateway-{name}.log", client_id=f"gw-{run}", env=env)
     ensure_topics(settings.kafka_bootstrap, gw.topics.all())
     gw.start()
     return gw
@@ -206,7 +194,7 @@ def ingest_rig(tmp: Path, name: str, *, copies: int, kafka: bool = False) -> Ite
             stack.callback(kafka_server.stop)
         broker = private_broker(settings, registry)
         stack.callback(broker.stop)
-        gateway = start_gateway(settings, registry, tmp, name)
+        gateway = start_gateway(settings, tmp, {"CEMS_REGISTRY": str(registry)}, name)
         stack.callback(gateway.stop)
         yield Rig(registry, settings, broker, gateway, kafka_server)
 

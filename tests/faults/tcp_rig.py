@@ -5,18 +5,14 @@ loopback sockets, and the gateway's Prometheus metrics."""
 from __future__ import annotations
 
 import re
-import resource
 import socket
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cems.infra.secrets import SecretStore
-from cems.infra.settings import InfraSettings
-from cems.topics import ensure_topics
 from contracts.hj212 import encode_packet, parse_packet, split_stream
 from contracts.hj212_data import PacketValue, data_packet
 from contracts.reading import DataKind
@@ -28,23 +24,6 @@ REGISTRY = load_registry()
 KILN = REGISTRY.stack_index()["jy-cement-1-s1"][1].devices[0]
 HJ212_DEVICES = [d for _, s in REGISTRY.stacks() for d in s.devices if d.hj212_pw is not None]
 JSON_DEVICE = REGISTRY.stack_index()["jy-power-1-s2"][1].devices[0]
-
-
-def raise_open_files_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def start_gateway(
-    infra: InfraSettings, tmp: Path, env: dict[str, str] | None = None, name: str = "tcp"
-) -> GatewayProcess:
-    run = f"{name}{uuid.uuid4().hex[:8]}"
-    gw = GatewayProcess(infra, f"f{run}", tmp / f"gateway-{name}.log", client_id=f"gw-{run}", env=env)
-    ensure_topics(infra.kafka_bootstrap, gw.topics.all())
-    gw.start()
-    return gw
 
 
 def stop_gateway(gw: GatewayProcess, secrets: SecretStore) -> None:

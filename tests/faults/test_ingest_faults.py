@@ -25,7 +25,8 @@ from cems.topics import ensure_topics
 from contracts.registry import load_registry
 from tests.integration.helpers import GatewayProcess, Publisher, consume_all
 
-from .ingest_rig import ingest_rig, kill
+from .conftest import kill
+from .ingest_rig import ingest_rig
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,8 @@ from cems.infra.settings import InfraSettings
 from contracts.hj212 import crc16, split_stream
 from tests.integration.helpers import consume_all
 
-from .tcp_rig import HJ212_DEVICES, base_time, connect, metrics, packet, qn_of, read_answers, rss_mb, start_gateway
+from .ingest_rig import start_gateway
+from .tcp_rig import HJ212_DEVICES, base_time, connect, metrics, packet, qn_of, read_answers, rss_mb
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,10 @@ import pytest
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from contracts.registry import SAMPLE_REGISTRY
+from ingest.tcp_source import raise_open_files_limit
 from tests.integration.helpers import GatewayProcess, consume_all
 
+from .ingest_rig import start_gateway
 from .tcp_rig import (
     HJ212_DEVICES,
     JSON_DEVICE,
@@ -37,10 +39,8 @@ from .tcp_rig import (
     metrics,
     packet,
     qn_of,
-    raise_open_files_limit,
     read_answers,
     rss_mb,
-    start_gateway,
     stop_gateway,
     threads,
     wait_metric,
