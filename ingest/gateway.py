@@ -40,7 +40,10 @@ Answer = Callable[[bytes], None]
 
 #: the largest payload the gateway reads (a reading is under 2 KB; an HJ 212 packet under 10 KB)
 MAX_PAYLOAD_BYTES = 64 * 1024
-#: what a dead letter keeps of a payload over the limit (with its size and SHA-256)
+#: a dead letter keeps a payload whole up to this size (about 0.5 MB as JSON at worst, with its
+#: bytes escaped and in base64: under Kafka's 1 MB whatever ``max_payload_bytes`` is), and of
+#: a larger one its first ``DEAD_LETTER_EXCERPT_BYTES`` with its size and SHA-256
+DEAD_LETTER_WHOLE_BYTES = 64 * 1024
 DEAD_LETTER_EXCERPT_BYTES = 1024
 #: an MQTT topic may be 65,535 bytes long: a dead letter keeps its beginning
 ORIGIN_MAX_CHARS = 512
@@ -352,7 +355,8 @@ class Gateway:
 
     def _refuse(self, rej: Rejected, origin: str, payload: bytes, pending: _Pending) -> None:
         metrics.REJECTED.labels(rej.reason.value).inc()
-        kept = payload if len(payload) <= self.max_payload_bytes else payload[:DEAD_LETTER_EXCERPT_BYTES]
+        whole = len(payload) <= min(self.max_payload_bytes, DEAD_LETTER_WHOLE_BYTES)
+        kept = payload if whole else payload[:DEAD_LETTER_EXCERPT_BYTES]
         letter = DeadLetter(
             reason=rej.reason,
             detail=rej.detail[:DETAIL_MAX_CHARS],

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.reading import MAX_AGE_S, MAX_FUTURE_S
 from contracts.registry import SAMPLE_REGISTRY
 
+from .gateway import MAX_PAYLOAD_BYTES
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CEMS_", extra="ignore")
@@ -35,7 +37,7 @@ class GatewaySettings(BaseSettings):
     #: the broker's queue limit for the gateway (max_queued_bytes): a warning at half of it
     mqtt_queue_limit_bytes: int | None = None
     #: payloads over this are refused unread (dead letter ``payload_too_large``)
-    max_payload_bytes: int = 64 * 1024
+    max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, gt=0, le=256 * 1024)  # the broker's limit
 
     kafka_port: int = 9092
     kafka_bootstrap: str | None = None

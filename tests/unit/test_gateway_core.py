@@ -210,3 +210,15 @@ def test_answers_to_a_history_request_are_marked_backfilled() -> None:
     assert sorted(acks.done) == ["m0", "m10", "m5", "m5-again"]
     gw.handle_mqtt(POWER_TOPIC, json_reading(t0), acks("m0-again"), _no_answer)  # outside the period
     assert sink.reasons() == ["duplicate"]
+
+
+def test_a_dead_letter_stays_under_kafkas_limit_whatever_the_payload_limit() -> None:
+    sink, acks = Sink(), Acks()
+    memory = DedupMemory(window_s=3600, now_us=epoch_us(NOW))
+    gw = Gateway(ReadingValidator(REG), sink, memory, lambda: NOW, max_payload_bytes=256 * 1024)
+    for size in (64 * 1024, 200 * 1024):  # not UTF-8: every byte escaped in the text
+        gw.handle_mqtt(POWER_TOPIC, b"\xff" * size, acks(str(size)), _no_answer)
+    small, large = sink.letters
+    assert small.reason.value == large.reason.value == "malformed_json"
+    assert not small.payload_truncated and large.payload_truncated and large.payload_size == 200 * 1024
+    assert max(len(letter.model_dump_json()) for letter in sink.letters) < 1_000_000
