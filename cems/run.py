@@ -2,7 +2,9 @@
 
 Starts the gateway, the detection worker and the InfluxDB sink (and, when asked, the
 simulated fleet), each logging to ``<state>/logs/<name>.log``; prints a progress line with
-what Kafka holds; stops everything on Ctrl-C/SIGTERM, or when any process exits.
+what Kafka holds; stops everything on Ctrl-C/SIGTERM. A service that exits with an error
+(the gateway does when a receive path dies, the worker on a fatal error) is started again,
+at most ``MAX_RESTARTS`` times in ``RESTART_WINDOW_S``; past that everything stops.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -33,6 +35,12 @@ class Service:
     proc: subprocess.Popen[bytes] | None = None
     finished: bool = False
     log: Path | None = None
+    #: monotonic times of its restarts
+    restarts: list[float] = field(default_factory=list)
+
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 300.0
 
 
 def topic_size(consumer: Consumer, topic: str) -> int:
@@ -73,11 +81,9 @@ def supervise(
 ) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    for svc in services:
-        if stop.is_set():
-            break
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def launch(svc: Service) -> None:
         svc.log = log_dir / f"{svc.name}.log"
         handle = svc.log.open("ab")
         svc.proc = subprocess.Popen(
@@ -88,6 +94,11 @@ def supervise(
         )
         handle.close()
         say(f"started {svc.name} (pid {svc.proc.pid}), log: {svc.log}")
+
+    for svc in services:
+        if stop.is_set():
+            break
+        launch(svc)
         if svc.ready_marker is not None and not _wait_ready(svc, stop, timeout_s=120):
             say(f"{svc.name} did not get ready; read {svc.log}")
             stop.set()
@@ -104,9 +115,16 @@ def supervise(
                         say(f"{svc.name} finished; the pipeline keeps running (Ctrl-C stops it)")
                         svc.finished = True
                     continue
-                say(f"{svc.name} exited with code {svc.proc.returncode}; read {svc.log}")
-                code = 1
-                stop.set()
+                now = time.monotonic()
+                svc.restarts = [t for t in svc.restarts if now - t < RESTART_WINDOW_S]
+                if svc.may_finish or len(svc.restarts) >= MAX_RESTARTS:
+                    say(f"{svc.name} exited with code {svc.proc.returncode}; read {svc.log}")
+                    code = 1
+                    stop.set()
+                    continue
+                say(f"{svc.name} exited with code {svc.proc.returncode}; starting it again (read {svc.log})")
+                svc.restarts.append(now)
+                launch(svc)
             if time.monotonic() >= next_report and not stop.is_set():
                 sizes = {
                     "readings": topic_size(probe, topic_set.readings.name),
@@ -130,4 +148,6 @@ def supervise(
             except subprocess.TimeoutExpired:
                 svc.proc.kill()
             say(f"stopped {svc.name}")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code

@@ -133,3 +133,10 @@ def test_grafana_serves_the_generated_dashboards() -> None:
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (json_dir / Path(home).name).is_file()
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_the_long_running_services_are_started_again_when_they_fail() -> None:
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    assert {name: services[name].get("restart") for name in ("gateway", "worker", "sink")} == dict.fromkeys(
+        ("gateway", "worker", "sink"), "unless-stopped"
+    )
