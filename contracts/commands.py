@@ -13,7 +13,7 @@ Two forms, one per device protocol:
   both ends included). HJ 212-2017 defines the period for 2031/2051/2061; for real-time
   data (2011) the same form asks for the stored real-time values of the period.
 - JSON devices: ``{"command": "history", "request_id": ..., "mn": ..., "kind": "realtime",
-  "begin": "<ISO 8601>", "end": "<ISO 8601>"}`` (both ends included).
+  "begin": "<ISO 8601>", "end": "<ISO 8601>"}`` (both ends included, each with its time zone).
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ def encode_history(request: HistoryRequest, protocol: str, pw: str | None = None
     return json.dumps(doc).encode()
 
 
+def _aware_time(doc: dict[str, object], key: str) -> datetime:
+    text = doc[key]
+    if not isinstance(text, str):
+        raise CommandError(f"{key} is not an ISO 8601 time: {text!r}")
+    t = datetime.fromisoformat(text)
+    if t.utcoffset() is None:
+        raise CommandError(f"{key} {text!r} has no time zone")
+    return t
+
+
 def decode_history(payload: bytes) -> HistoryRequest:
     """Either form back into a request; ``CommandError`` if it is neither."""
     if payload.startswith(b"##"):
@@ -93,8 +103,8 @@ def decode_history(payload: bytes) -> HistoryRequest:
         return HistoryRequest(
             mn=str(doc["mn"]),
             kind=DataKind(doc["kind"]),
-            begin=datetime.fromisoformat(doc["begin"]),
-            end=datetime.fromisoformat(doc["end"]),
+            begin=_aware_time(doc, "begin"),
+            end=_aware_time(doc, "end"),
             request_id=str(doc.get("request_id", "")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

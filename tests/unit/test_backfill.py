@@ -4,6 +4,7 @@ same in both wire forms; a simulated device answers with exactly the bytes it fi
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -115,6 +116,23 @@ def test_history_request_round_trips_in_both_forms(protocol: str) -> None:
 def test_anything_else_is_not_a_history_request(payload: bytes) -> None:
     with pytest.raises(CommandError):
         decode_history(payload)
+
+
+@pytest.mark.parametrize(
+    ("begin", "end"),
+    [
+        ("2026-11-29T16:01:00", "2026-11-29T17:00:00+08:00"),
+        ("2026-11-29T16:01:00+08:00", "2026-11-29T17:00:00"),
+        ("2026-11-29T16:01:00", "2026-11-29T17:00:00"),
+    ],
+)
+def test_a_json_history_request_without_a_time_zone_is_refused(begin: str, end: str) -> None:
+    doc = {"command": "history", "request_id": "r1", "mn": "41900100030101JYC", "kind": "minute"}
+    with pytest.raises(CommandError, match="has no time zone"):
+        decode_history(json.dumps({**doc, "begin": begin, "end": end}).encode())
+    # the same times with their zone are a request
+    zoned = {**doc, "begin": "2026-11-29T16:01:00+08:00", "end": "2026-11-29T17:00:00Z"}
+    assert decode_history(json.dumps(zoned).encode()).begin.utcoffset() == timedelta(hours=8)
 
 
 @pytest.mark.parametrize("step_s", [1, 60])
