@@ -2,11 +2,16 @@
 real Kafka: the gateway stays up, every good frame is answered and stored once, and every
 other chunk of the stream is a dead letter (none an ``internal_error``).
 
-The byte streams are cut into packets by the same rule the listener applies
-(``contracts.hj212.split_stream``), so the dead letters each connection must produce are
-known exactly; writes of random sizes exercise the reassembly across reads. A last connection
-sends floods without CR LF (cut by the listener's buffer bound or where a read brings the
-next CR LF, so counted as one dead letter or more each) with a good frame after each.
+The byte streams are cut into packets by the same rules the listener applies
+(``contracts.hj212.split_stream``, blank lines ignored: ``ingest.tcp_limits.is_blank``), so
+the dead letters each connection must produce are known exactly; writes of random sizes
+exercise the reassembly across reads. A last connection sends floods without CR LF (cut by
+the listener's buffer bound or where a read brings the next CR LF, so counted as one dead
+letter or more each) with a good frame after each.
+
+Each connection sends far more refused packets than a device would: the refusal budget per
+connection (``CEMS_GATEWAY_TCP_MAX_REFUSALS``) is raised so that none is closed for it (the
+budget itself is tested in ``test_tcp_limits.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pytest
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from contracts.hj212 import crc16, split_stream
+from ingest.tcp_limits import is_blank
 from tests.integration.helpers import consume_all
 
 from .ingest_rig import start_gateway
@@ -112,8 +118,9 @@ class Stream:
     good: list[bytes] = field(default_factory=list)
 
     def expected_chunks(self) -> list[bytes]:
+        """What the listener hands on: every chunk but the blank ones (ignored, no dead letter)."""
         chunks, rest = split_stream(self.data)
-        return chunks + ([rest] if rest else [])
+        return [c for c in [*chunks, rest] if not is_blank(c)]
 
 
 def build_stream(rng: random.Random, mn: str, t0: datetime) -> Stream:
@@ -146,7 +153,7 @@ def test_mutated_frames_over_tcp_never_stop_ingest(infra: InfraSettings, secrets
     flood_good = [packet(flood_mn, "123456", t0 + timedelta(seconds=i), 1.0 + i) for i in range(FLOODS)]
     flood = b"".join(bytes(rng.choice(b"0123456789ABCDEF;=&") for _ in range(FLOOD_BYTES)) + g for g in flood_good)
 
-    gw = start_gateway(infra, tmp_path, name="fuzz")
+    gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_MAX_REFUSALS": "1000000"}, name="fuzz")
     try:
         rss_before = rss_mb(gw)
         socks = [connect(gw.tcp_port) for _ in streams]

@@ -5,12 +5,22 @@
   refused (``source_not_allowed``): nothing of theirs in the readings;
 - 5,000 idle or byte-a-second connections open: they open quickly and a legitimate device
   still delivers every reading, once, within a bound;
-- idle and slow connections are closed after the idle time;
-- connections over the per-address and total caps are closed at once.
+- idle and slow connections are closed after the idle time, and so is one that authenticated
+  once and then sends only junk lines: only authenticated packets keep a connection open;
+- a connection on which nothing authenticates is closed after the (short) time to authenticate;
+- a flood of bare CR LF makes no dead letter, and a flood of junk lines at most the refusal
+  budget's worth, before the connection is closed;
+- connections over the per-network cap (a /24) are closed at once; at the total cap a newcomer
+  evicts the oldest connection that has not authenticated, and is refused only when every
+  connection has.
+
+Source addresses are loopback addresses in different /24s (``127.N.0.1``) where the test means
+different networks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -126,10 +136,12 @@ def test_a_device_delivers_while_5000_idle_or_slow_connections_are_open(
     infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
 ) -> None:
     n_idle, n_slow, n_readings = 4000, 1000, 300
-    sources = [f"127.0.0.{i}" for i in range(2, 10)]  # 625 a source address, under a cap of 700
+    sources = [f"127.{i}.0.1" for i in range(2, 10)]  # 625 a source network (/24), under a cap of 700
     nofile = raise_open_files_limit()
     assert nofile >= n_idle + n_slow + 200, f"open files limit {nofile}: raise the hard limit (ulimit -Hn)"
-    gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": "700"})
+    # none of them authenticates: the time to authenticate is raised so that they stay
+    env = {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": "700", "CEMS_GATEWAY_TCP_AUTH_TIMEOUT_S": "600"}
+    gw = start_gateway(infra, tmp_path, env)
     gateways.append(gw)
     rss_before, threads_before = rss_mb(gw), threads(gw)
 
@@ -191,45 +203,59 @@ def test_idle_and_slow_connections_are_closed_after_the_idle_time(
     env = {"CEMS_GATEWAY_TCP_IDLE_TIMEOUT_S": str(idle_s), "CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": "300"}
     gw = start_gateway(infra, tmp_path, env)
     gateways.append(gw)
-    idle = [connect(gw.tcp_port, "127.0.0.2") for _ in range(n_idle)]
-    slow = [connect(gw.tcp_port, "127.0.0.3") for _ in range(n_slow)]
+    idle = [connect(gw.tcp_port, "127.2.0.1") for _ in range(n_idle)]
+    slow = [connect(gw.tcp_port, "127.3.0.1") for _ in range(n_slow)]
+    # authenticates once, then sends only junk lines (each refused): they keep nothing open
+    chatty = connect(gw.tcp_port, "127.4.0.1")
     opened = time.monotonic()
     device = connect(gw.tcp_port)
     t0 = base_time()
     frames = [packet(KILN.mn, "123456", t0 + timedelta(seconds=i), float(i)) for i in range(16)]
+    chatty_frame = packet(KILN.mn, "123456", t0 - timedelta(seconds=1), 99.0)
+    chatty.sendall(chatty_frame)
+    chatty_origin = f"tcp:127.4.0.1:{chatty.getsockname()[1]}"
+    junk_sent = 0
     trickle = Trickle(slow)
     closed_after: float | None = None
     try:
         # the device sends a reading every 0.25 s for 4 s: never idle
         for frame in frames:
             device.sendall(frame)
+            with contextlib.suppress(OSError):
+                chatty.sendall(b"x\r\n")
+                junk_sent += 1
             time.sleep(0.25)
             if closed_after is None and metrics(gw)[OPEN] == 1:
                 closed_after = time.monotonic() - opened
         print(
-            f"{n_idle + n_slow} idle or slow connections all closed {closed_after:.2f}s after opening (idle {idle_s}s)"
+            f"{n_idle + n_slow + 1} idle, slow or junk-sending connections all closed {closed_after:.2f}s "
+            f"after opening (idle {idle_s}s)"
         )
         assert closed_after is not None and idle_s <= closed_after <= idle_s + 1.0
-        assert all(closed_by_peer(s, 0.5) for s in idle + slow)
+        assert all(closed_by_peer(s, 0.5) for s in [*idle, *slow, chatty])
         assert read_answers(device, {qn_of(f) for f in frames}, 10) == {qn_of(f) for f in frames}
         assert not closed_by_peer(device, 0.2)
         device.close()
         # and no sooner than the idle time: a quiet period shorter than it keeps a connection
-        early = connect(gw.tcp_port, "127.0.0.4")
+        early = connect(gw.tcp_port, "127.5.0.1")
         assert not closed_by_peer(early, idle_s * 0.75)
         assert closed_by_peer(early, idle_s)
         early.close()
     finally:
         trickle.stop.set()
-        close_all([*idle, *slow, device])
+        close_all([*idle, *slow, chatty, device])
     m = metrics(gw)
-    assert m['cems_gateway_tcp_closed_total{cause="idle"}'] == n_idle + n_slow + 1
+    assert m['cems_gateway_tcp_closed_total{cause="idle"}'] == n_idle + n_slow + 2
     assert not any(k.startswith("cems_gateway_tcp_refused_total{") and v for k, v in m.items())
-    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=len(frames), settle_s=1)
-    assert sorted(r["values"]["so2"]["value"] for r in readings) == [float(i) for i in range(len(frames))]
-    # what each slow connection sent (never a packet) is kept as a dead letter, not dropped
-    letters = consume_all(infra.kafka_bootstrap, gw.topics.dead_letters.name, expect=n_slow, settle_s=1)
-    assert Counter(d["reason"] for d in letters) == {"hj212_framing": n_slow}, letters[:3]
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=len(frames) + 1, settle_s=1)
+    assert sorted(r["values"]["so2"]["value"] for r in readings) == [float(i) for i in range(len(frames))] + [99.0]
+    # what each slow connection sent (never a packet) is kept as a dead letter, not dropped; so is
+    # each junk line the chatty connection got in before it was closed
+    letters = consume_all(infra.kafka_bootstrap, gw.topics.dead_letters.name, expect=n_slow + 1, settle_s=1)
+    junk = [d for d in letters if d["origin"] == chatty_origin]
+    assert Counter(d["reason"] for d in letters if d not in junk) == {"hj212_framing": n_slow}, letters[:3]
+    assert 1 <= len(junk) <= junk_sent and {d["reason"] for d in junk} == {"hj212_framing"}
+    print(f"junk lines sent {junk_sent}, dead-lettered before the close {len(junk)}")
 
 
 def refused_within(port: int, source: str) -> float:
@@ -245,46 +271,185 @@ def refused_within(port: int, source: str) -> float:
     return time.monotonic() - started
 
 
-def test_connections_over_the_caps_are_closed_at_once(
+def test_connections_over_the_per_network_cap_are_closed_at_once(
     infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
 ) -> None:
-    per_address, total = 20, 50
-    env = {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": str(per_address), "CEMS_GATEWAY_TCP_MAX_CONNECTIONS": str(total)}
-    gw = start_gateway(infra, tmp_path, env)
+    per_network = 20
+    gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_MAX_PER_ADDRESS": str(per_network)})
     gateways.append(gw)
-    held = [connect(gw.tcp_port) for _ in range(per_address)]
+    # 20 from 127.0.0.0/24, from two addresses in it
+    held = [connect(gw.tcp_port, "127.0.0.1" if i % 2 else "127.0.0.2") for i in range(per_network)]
     socks = list(held)
     try:
-        assert wait_metric(gw, OPEN, per_address, timeout_s=5) == per_address
-        # more from 127.0.0.1: each closed at once
-        for _ in range(10):
-            assert refused_within(gw.tcp_port, "127.0.0.1") < 0.5
-        # other addresses are still served, up to the total
-        for source in ("127.0.0.2", "127.0.0.3"):
-            for _ in range(5 if source == "127.0.0.3" else per_address):
-                socks.append(connect(gw.tcp_port, source))
-        assert wait_metric(gw, OPEN, total - 5, timeout_s=5) == total - 5
-        device = connect(gw.tcp_port, "127.0.0.4")
+        assert wait_metric(gw, OPEN, per_network, timeout_s=5) == per_network
+        # more from that /24, whichever address: each closed at once
+        for i in range(10):
+            assert refused_within(gw.tcp_port, f"127.0.0.{1 + i}") < 0.5
+        # other networks are still served
+        for _ in range(per_network):
+            socks.append(connect(gw.tcp_port, "127.1.0.1"))
+        device = connect(gw.tcp_port, "127.2.0.1")
         socks.append(device)
         frame = packet(KILN.mn, "123456", base_time(), 3.0)
         device.sendall(frame)
         assert read_answers(device, {qn_of(frame)}, 10) == {qn_of(frame)}
-        for _ in range(4):
-            socks.append(connect(gw.tcp_port, "127.0.0.5"))
-        assert wait_metric(gw, OPEN, total, timeout_s=5) == total
-        assert refused_within(gw.tcp_port, "127.0.0.6") < 0.5  # a fresh address, but the total is reached
+        assert wait_metric(gw, OPEN, 2 * per_network + 1, timeout_s=5) == 2 * per_network + 1
         assert all(not closed_by_peer(s, 0.01) for s in held)
         m = metrics(gw)
         assert m['cems_gateway_tcp_refused_total{cause="per_address_cap"}'] == 10
-        assert m['cems_gateway_tcp_refused_total{cause="total_cap"}'] == 1
-        assert m[OPEN] == total
-        # one leaves: room for its address again
+        assert m.get('cems_gateway_tcp_refused_total{cause="total_cap"}', 0) == 0
+        # one leaves: room for its network again
         held.pop().close()
-        assert wait_metric(gw, OPEN, total - 1, timeout_s=5) == total - 1
-        again = connect(gw.tcp_port)
+        assert wait_metric(gw, OPEN, 2 * per_network, timeout_s=5) == 2 * per_network
+        again = connect(gw.tcp_port, "127.0.0.200")
         socks.append(again)
         assert not closed_by_peer(again, 0.3)
     finally:
         close_all(socks)
     readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=1, settle_s=1)
     assert [r["values"]["so2"]["value"] for r in readings] == [3.0]
+
+
+def test_at_the_total_cap_the_oldest_unauthenticated_connection_makes_room(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    total, n_devices = 10, 3
+    gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_MAX_CONNECTIONS": str(total)})
+    gateways.append(gw)
+    t0 = base_time()
+    values = iter(range(1000))
+    sent: list[float] = []
+
+    def authenticate(sock: socket.socket) -> None:
+        value = float(next(values))
+        frame = packet(KILN.mn, "123456", t0 + timedelta(seconds=value), value)
+        sock.sendall(frame)
+        assert read_answers(sock, {qn_of(frame)}, 10) == {qn_of(frame)}
+        sent.append(value)
+
+    devices = [connect(gw.tcp_port, f"127.{10 + i}.0.1") for i in range(n_devices)]
+    for sock in devices:
+        authenticate(sock)
+    # strangers fill the rest, the oldest first; one of them sends a refused packet (a JSON
+    # device's HJ 212 over TCP): a refusal authenticates nothing
+    strangers = [connect(gw.tcp_port, f"127.{20 + i}.0.1") for i in range(total - n_devices)]
+    strangers[0].sendall(packet(JSON_DEVICE.mn, "123456", t0, 1.0))
+    socks = [*devices, *strangers]
+    try:
+        assert wait_metric(gw, OPEN, total, timeout_s=5) == total
+        # each newcomer evicts the oldest stranger, never a device
+        newcomers = []
+        for i, stranger in enumerate(strangers):
+            newcomers.append(connect(gw.tcp_port, f"127.{40 + i}.0.1"))
+            socks.append(newcomers[-1])
+            assert closed_by_peer(stranger, 2), f"stranger {i} not evicted"
+            assert all(not closed_by_peer(s, 0.01) for s in strangers[i + 1 :] + devices + newcomers)
+        m = metrics(gw)
+        assert m['cems_gateway_tcp_closed_total{cause="evicted"}'] == len(strangers)
+        assert m[OPEN] == total
+        # every connection authenticates: now a newcomer is refused at once, and nobody evicted
+        for sock in newcomers:
+            authenticate(sock)
+        refused_s = refused_within(gw.tcp_port, "127.60.0.1")
+        print(f"a newcomer at a full cap of authenticated connections refused in {refused_s:.3f}s")
+        assert refused_s < 0.5
+        assert all(not closed_by_peer(s, 0.01) for s in devices + newcomers)
+        m = metrics(gw)
+        assert m['cems_gateway_tcp_refused_total{cause="total_cap"}'] == 1
+        assert m['cems_gateway_tcp_closed_total{cause="evicted"}'] == len(strangers)
+        assert m[OPEN] == total
+    finally:
+        close_all(socks)
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=len(sent), settle_s=1)
+    assert sorted(r["values"]["so2"]["value"] for r in readings) == sent
+
+
+def test_a_connection_that_never_authenticates_is_closed_after_the_auth_timeout(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    auth_s, n_silent = 2.0, 50
+    gw = start_gateway(infra, tmp_path, {"CEMS_GATEWAY_TCP_AUTH_TIMEOUT_S": str(auth_s)})
+    gateways.append(gw)
+    t0 = base_time()
+    silent = [connect(gw.tcp_port, "127.2.0.1") for _ in range(n_silent)]
+    # sends a refused packet (no PW registered for it) every 0.25 s: well within the refusal budget
+    refused = connect(gw.tcp_port, "127.3.0.1")
+    opened = time.monotonic()
+    device = connect(gw.tcp_port, "127.4.0.1")
+    good = packet(KILN.mn, "123456", t0, 5.0)
+    device.sendall(good)
+    assert read_answers(device, {qn_of(good)}, 10) == {qn_of(good)}
+    n_refused = 0
+    closed_after: float | None = None
+    while time.monotonic() - opened < auth_s + 1.5:
+        if closed_after is None:
+            with contextlib.suppress(OSError):
+                refused.sendall(packet(JSON_DEVICE.mn, "123456", t0 + timedelta(seconds=n_refused), 1.0))
+                n_refused += 1
+        time.sleep(0.25)
+        if closed_after is None and metrics(gw)[OPEN] == 1:
+            closed_after = time.monotonic() - opened
+    print(f"{n_silent + 1} connections with nothing authenticated closed {closed_after:.2f}s after opening")
+    try:
+        assert closed_after is not None and auth_s - 0.1 <= closed_after <= auth_s + 1.0
+        assert all(closed_by_peer(s, 0.5) for s in [*silent, refused])
+        # the device authenticated: the idle time (600 s) applies to it, not the time to authenticate
+        assert not closed_by_peer(device, 0.2)
+        again = packet(KILN.mn, "123456", t0 + timedelta(seconds=1), 6.0)
+        device.sendall(again)
+        assert read_answers(device, {qn_of(again)}, 10) == {qn_of(again)}
+    finally:
+        close_all([*silent, refused, device])
+    m = metrics(gw)
+    assert m['cems_gateway_tcp_closed_total{cause="auth_timeout"}'] == n_silent + 1
+    assert m.get('cems_gateway_tcp_closed_total{cause="idle"}', 0) == 0
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=2, settle_s=1)
+    assert sorted(r["values"]["so2"]["value"] for r in readings) == [5.0, 6.0]
+    letters = consume_all(infra.kafka_bootstrap, gw.topics.dead_letters.name, expect=n_refused, settle_s=1)
+    assert 1 <= len(letters) <= n_refused and {d["reason"] for d in letters} == {"hj212_password"}
+
+
+def test_a_flood_of_blank_lines_makes_no_dead_letter_and_junk_lines_only_the_budget(
+    infra: InfraSettings, tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    gw = start_gateway(infra, tmp_path)  # the default refusal budget: 100 at once, 100 per 10 s
+    gateways.append(gw)
+    t0 = base_time()
+    flood_bytes = 2_000_000
+    outcome: dict[str, tuple[str, int, float]] = {}
+    for name, line in (("blank", b"\r\n"), ("junk", b"x\r\n")):
+        with connect(gw.tcp_port, "127.2.0.1" if name == "blank" else "127.3.0.1") as sock:
+            origin = f"tcp:{sock.getsockname()[0]}:{sock.getsockname()[1]}"
+            started, sent = time.monotonic(), 0
+            try:
+                while sent < flood_bytes:
+                    sock.sendall(line * 10_000)
+                    sent += len(line) * 10_000
+            except OSError:  # the gateway closed it while we were still sending
+                pass
+            assert closed_by_peer(sock, 5), f"{name} flood: connection not closed"
+            outcome[name] = (origin, sent, time.monotonic() - started)
+    # a device with a blank line before and after each packet: within the budget, all delivered
+    frames = [packet(KILN.mn, "123456", t0 + timedelta(seconds=i), float(i)) for i in range(20)]
+    with connect(gw.tcp_port, "127.4.0.1") as device:
+        device.sendall(b"".join(b"\r\n" + f + b"\r\n" for f in frames))
+        assert read_answers(device, {qn_of(f) for f in frames}, 10) == {qn_of(f) for f in frames}
+        assert not closed_by_peer(device, 0.2)
+    m = metrics(gw)
+    letters = consume_all(infra.kafka_bootstrap, gw.topics.dead_letters.name, expect=101, settle_s=2)
+    by_origin = Counter(d["origin"] for d in letters)
+    blank_origin, blank_sent, blank_s = outcome["blank"]
+    junk_origin, junk_sent, junk_s = outcome["junk"]
+    print(
+        f"blank-line flood: {blank_sent:,} bytes sent before the close ({blank_s:.2f}s), "
+        f"{by_origin[blank_origin]} dead letters; junk-line flood: {junk_sent:,} bytes ({junk_s:.2f}s), "
+        f"{by_origin[junk_origin]} dead letters; blank lines counted {m['cems_gateway_tcp_blank_lines_total']:,.0f}"
+    )
+    assert by_origin[blank_origin] == 0
+    # the 101st refused junk line closes the connection (a few more if reads were spread out)
+    assert 101 <= by_origin[junk_origin] <= 110
+    assert set(by_origin) == {junk_origin}, by_origin
+    assert m['cems_gateway_tcp_closed_total{cause="refusals"}'] == 2
+    assert m["cems_gateway_tcp_blank_lines_total"] >= 101 + 2 * len(frames)
+    readings = consume_all(infra.kafka_bootstrap, gw.topics.readings.name, expect=len(frames), settle_s=1)
+    assert sorted(r["values"]["so2"]["value"] for r in readings) == [float(i) for i in range(len(frames))]
