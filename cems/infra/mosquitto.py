@@ -342,8 +342,12 @@ def _plugin_path() -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, replacing it in one step."""
+    """Write ``text`` to ``path`` with mode 0600, replacing it in one step. The temporary file
+    is created with mode 0600 (not under the umask), so the text is never readable by others."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)  # a leftover would keep its mode: os.open's applies to a new file only
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask took away
+        out.write(text)
     tmp.replace(path)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from cems.accounts import mqtt_accounts
 from cems.infra.kafka import KafkaServer
-from cems.infra.mosquitto import MosquittoServer, MqttAccount, budget_for, queue_budget, render_config
+from cems.infra.mosquitto import MosquittoServer, MqttAccount, _write_private, budget_for, queue_budget, render_config
 from cems.infra.settings import InfraSettings
 from contracts.registry import SAMPLE_REGISTRY, load_registry
 
@@ -132,6 +134,24 @@ def test_generated_config_is_the_same_for_the_same_registry_and_secrets(tmp_path
         settings.model_copy(update={"mqtt_sys_interval_s": 2}), [MqttAccount("a1", "enterprise")]
     )
     assert "sys_interval 2" in other_limits.render()["mosquitto.conf"]
+
+
+def test_private_files_are_created_0600_whatever_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dynsec file (password hashes) is never readable by others, not even as its temporary
+    file: with the umask at 0 and every chmod a no-op, what is written is still 0600."""
+    path = tmp_path / "dynamic-security.json"
+    (tmp_path / "dynamic-security.json.tmp").write_text("left over by a crash")
+    (tmp_path / "dynamic-security.json.tmp").chmod(0o644)
+    for name in ("chmod", "fchmod"):
+        monkeypatch.setattr(os, name, lambda *args, **kwargs: None)
+    umask = os.umask(0)
+    try:
+        _write_private(path, '{"clients": []}')
+    finally:
+        os.umask(umask)
+    assert path.read_text() == '{"clients": []}'
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not (tmp_path / "dynamic-security.json.tmp").exists()
 
 
 def test_kafka_properties_kraft_single_node_without_auto_topics(tmp_path: Path) -> None:
