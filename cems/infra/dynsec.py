@@ -5,8 +5,9 @@ Everything not granted is refused (``defaultACLAccess`` all false), so a SUBSCRI
 role gets a failure code in its SUBACK (0x80 in MQTT 3.1.1, 0x87 "not authorized" in MQTT 5).
 
 - the platform account (role ``cems-platform``) publishes, subscribes and receives under
-  ``cems/v1/#``, reads ``$SYS/#`` (queue depth, dropped messages) and may join a shared
-  subscription group on ``cems/v1/...`` (``$share/<group>/cems/v1/...``);
+  ``cems/v1/#`` and reads ``$SYS/#`` (queue depth, dropped messages). The gateway reads
+  through plain persistent subscriptions (``ingest.mqtt_source``), so no account may join a
+  shared subscription (``$share/...``);
 - an enterprise account (role ``enterprise-<id>``) publishes only its devices' channels
   (``cems/v1/<id>/+/reading``, ``cems/v1/<id>/+/hj212``) and subscribes to, and receives, only
   what the platform sends its devices (``cems/v1/<id>/+/ack``, ``cems/v1/<id>/+/cmd``).
@@ -85,10 +86,9 @@ def _grants(*, send: Sequence[str], subscribe: Sequence[str], receive: Sequence[
 
 def platform_role() -> Role:
     everything = f"{mqtt_topics.ROOT}/#"
-    shared = f"$share/+/{everything}"
     return Role(
         PLATFORM_ROLE,
-        _grants(send=[everything], subscribe=[everything, shared, SYS_FILTER], receive=[everything, SYS_FILTER]),
+        _grants(send=[everything], subscribe=[everything, SYS_FILTER], receive=[everything, SYS_FILTER]),
     )
 
 

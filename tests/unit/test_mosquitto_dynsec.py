@@ -68,10 +68,11 @@ def test_enterprise_role_covers_only_its_own_device_and_command_topics() -> None
     assert not any(t.startswith("$") or "#" in t or "jy-cement-1" in t for t in topics)
 
 
-def test_platform_role_reads_readings_and_sys_and_may_join_the_shared_group() -> None:
+def test_platform_role_reads_readings_and_sys_and_joins_no_shared_group() -> None:
     acls = _acls(_doc(), "cems-platform")
     assert acls["publishClientSend"] == {"cems/v1/#"}
-    assert acls["subscribePattern"] == {"cems/v1/#", "$share/+/cems/v1/#", "$SYS/#"}
+    assert acls["subscribePattern"] == {"cems/v1/#", "$SYS/#"}
+    assert not any(t.startswith("$share") for t in set().union(*acls.values()))
     assert acls["publishClientReceive"] == {"cems/v1/#", "$SYS/#"}
 
 
