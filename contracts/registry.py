@@ -2,7 +2,8 @@
 
 One versioned YAML file, loaded strictly: an unknown key, a duplicate id or MN, or a unit
 that a parameter cannot be given in is a ``ConfigError`` naming the file, the entry and
-the key. The MQTT password file and ACL are generated from it (``cems infra``).
+the key. The broker's accounts and their dynamic-security roles are generated from it
+(``cems infra``, ``cems/infra/dynsec.py``).
 """
 
 from __future__ import annotations
