@@ -89,6 +89,9 @@ class RuleSettings(_Strict):
     #: a stack is silent when nothing arrived for max(gap_min_s, gap_intervals x interval)
     gap_min_s: int = 300
     gap_intervals: float = 3.0
+    #: a stack-level gap resolves this long (event time) after the stack reports again, so the
+    #: readings the gateway asks the device for (backfill) can arrive and be named in it
+    gap_backfill_wait_s: int = 60
     #: longest a data flag may be held before it raises its own alert
     mark_caps_s: dict[DataFlag, int] = Field(
         default_factory=lambda: {
@@ -143,13 +146,18 @@ class StackProfile(_Strict):
         return self.limits_mg_m3.get(parameter)
 
 
+def stack_limits(industry: IndustryLimits | None, stack: Stack) -> dict[str, float]:
+    """The limits (mg/m3) that apply to a stack: its industry's in the catalogue, overridden by
+    its own (``limits_mg_m3`` in the registry)."""
+    return {**(industry.limits_mg_m3 if industry else {}), **stack.limits_mg_m3}
+
+
 def stack_profile(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> StackProfile:
     """The stack's limits are the catalogue's for its industry, overridden by its own, kept for
     the parameters its readings carry: those it declares and those derived from them (NOx as
     NO2 from NO and NO2, ``contracts.parameters.computable``)."""
     industry = catalogue.industries.get(enterprise.industry)
-    limits = dict(industry.limits_mg_m3) if industry else {}
-    limits.update(stack.limits_mg_m3)
+    limits = stack_limits(industry, stack)
     reported = computable(stack.parameters)
     return StackProfile(
         enterprise=enterprise.id,
@@ -179,8 +187,7 @@ def unjudgeable_limits(enterprise: Enterprise, stack: Stack, catalogue: LimitsCa
     does not measure it (a cement mill vent reports only particulates). A per-stack override for
     an undeclared parameter is refused by the registry itself."""
     industry = catalogue.industries.get(enterprise.industry)
-    limits = dict(industry.limits_mg_m3) if industry else {}
-    limits.update(stack.limits_mg_m3)
+    limits = stack_limits(industry, stack)
     declared = set(stack.parameters)
     reported = computable(declared)
     where = f"enterprises[{enterprise.id}].stacks[{stack.id}]"

@@ -43,6 +43,8 @@ class DetectionEngine:
         if profile is None:
             return state, Output()
         accepted = add_reading(state, reading, self.settings)
+        if accepted and reading.backfilled:
+            gaps.note_backfilled(state, int(reading.event_time.timestamp()))
         out = self._advance(state, profile, int(now.timestamp()))
         out.late = not accepted
         return state, out

@@ -3,6 +3,8 @@ marks held too long. Driven by the event-time watermark, not by the next reading
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from contracts.alerts import AlertEvent, AlertKind, Severity
 from contracts.reading import DataFlag
 
@@ -46,7 +48,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                       "expected_interval_s": interval, "threshold_s": threshold},
             update_every_s=QUIET_UPDATES_S,
         )  # fmt: skip
-    events += deactivate(state, profile, AlertKind.DATA_GAP, None, at=now, end=state.last_seen)
+    events += _resolve_stack_gap(state, profile, settings, now)
     # the stack reports: is any declared parameter missing from its readings?
     first = state.first_seen if state.first_seen is not None else state.last_seen
     for name in sorted(profile.parameters):
@@ -64,6 +66,35 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
         elif seen is not None:
             events += deactivate(state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, end=seen)
     return events
+
+
+def _resolve_stack_gap(state: StackState, profile: StackProfile, settings: RuleSettings, now: int) -> list[AlertEvent]:
+    """The stack reports again: the gap ends at its first reading after the silence, and is
+    resolved ``gap_backfill_wait_s`` later, saying how many of the missing readings the device
+    sent when asked (``note_backfilled``)."""
+    alert = state.alerts.get((AlertKind.DATA_GAP.value, None))
+    if alert is None:
+        return []
+    assert state.last_seen is not None
+    evidence = alert.evidence
+    evidence.setdefault("reporting_again_at", ts(state.last_seen).isoformat())
+    evidence.setdefault("backfilled_readings", 0)
+    end = int(datetime.fromisoformat(evidence["reporting_again_at"]).timestamp())
+    return deactivate(
+        state, profile, AlertKind.DATA_GAP, None, at=now, end=end, hold_down_s=settings.gap_backfill_wait_s
+    )
+
+
+def note_backfilled(state: StackState, event_time: int) -> None:
+    """A reading the device sent when asked for a period: if it falls in the stack's open data
+    gap, the gap's evidence counts it (and the period it covers)."""
+    alert = state.alerts.get((AlertKind.DATA_GAP.value, None))
+    if alert is None or event_time < alert.start:
+        return
+    evidence, at = alert.evidence, ts(event_time).isoformat()
+    evidence["backfilled_readings"] = evidence.get("backfilled_readings", 0) + 1
+    evidence["backfilled_from"] = min(evidence.get("backfilled_from", at), at)
+    evidence["backfilled_to"] = max(evidence.get("backfilled_to", at), at)
 
 
 def on_minute_closed(

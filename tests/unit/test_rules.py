@@ -15,6 +15,7 @@ from tests.rulekit import T0, minutes, profile, reading, reading_of, run, summar
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
+S = timedelta(seconds=1)
 
 
 def opened(events, kind):  # type: ignore[no-untyped-def]
@@ -210,6 +211,31 @@ def test_silent_stack_gap_opens_from_the_watermark_and_resolves_on_data() -> Non
     ]
     assert gaps[0].stack == "s1"
     assert gaps[0].at < T0 + 40 * M  # decided while s1 was still silent, from s2's progress
+
+
+def test_a_gap_resolves_after_the_backfill_wait_naming_what_the_device_sent_when_asked() -> None:
+    """Timeline: s1 silent 00:20-00:40; its reading at 00:40:30 ends the gap; the device's
+    answers for 00:25-00:30 arrive after it (backfilled); the gap resolves 60 s of event time
+    after 00:40:30, ending at 00:40:30, with the six backfilled readings in its evidence."""
+    s1 = minutes(T0, 20, "s1") + minutes(T0 + 40 * M, 20, "s1")
+    asked = [r.model_copy(update={"backfilled": True}) for r in minutes(T0 + 25 * M, 6, "s1")]
+    by_time = sorted(s1 + minutes(T0, 60, "s2"), key=lambda r: r.event_time)
+    resumed = next(i for i, r in enumerate(by_time) if r.stack == "s1" and r.event_time > T0 + 40 * M)
+    arrivals = by_time[: resumed + 1] + asked + by_time[resumed + 1 :]
+    events, _ = run([profile("s1"), profile("s2")], arrivals)
+    opened_, resolved = [e for e in events if e.kind is AlertKind.DATA_GAP]
+    assert resolved.event.value == "resolved" and resolved.alert_id == opened_.alert_id
+    assert resolved.end == T0 + 40 * M + 30 * S
+    assert T0 + 41 * M + 30 * S <= resolved.at < T0 + 43 * M  # held for the answers: 60 s, ticked each minute
+    assert resolved.evidence["reporting_again_at"] == (T0 + 40 * M + 30 * S).isoformat()
+    assert resolved.evidence["backfilled_readings"] == 6
+    assert (resolved.evidence["backfilled_from"], resolved.evidence["backfilled_to"]) == (
+        (T0 + 25 * M + 30 * S).isoformat(),
+        (T0 + 30 * M + 30 * S).isoformat(),
+    )
+    # without answers the resolution says so
+    events, _ = run([profile("s1"), profile("s2")], by_time)
+    assert [e.evidence["backfilled_readings"] for e in events if e.event.value == "resolved"] == [0]
 
 
 def test_stack_never_heard_from() -> None:
