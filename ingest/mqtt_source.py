@@ -221,7 +221,9 @@ class MqttSource:
                 client.ack(mid, qos)
 
         def answer(data: bytes) -> None:
-            client.publish(ack_topic(topic), data, qos=1)
+            # QoS 0: an answer is not kept for an offline session (a device that missed one
+            # sends again, HJ 212's rule), so no account can make the broker hoard answers
+            client.publish(ack_topic(topic), data, qos=0)
 
         try:
             self.handler(topic, bytes(msg.payload), ack, answer)
