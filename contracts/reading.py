@@ -153,6 +153,8 @@ class RejectReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     DUPLICATE = "duplicate"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    #: more readings of one device and kind within the acceptance window than one a second
+    TOO_FREQUENT = "too_frequent"
     #: the gateway failed on this input in a way nobody foresaw: a bug, kept with the exception type
     INTERNAL_ERROR = "internal_error"
 

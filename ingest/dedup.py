@@ -39,6 +39,7 @@ duplicates in Kafka":
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ class Seen(StrEnum):
     NEW = "new"  # not seen: remembered now, to be stored
     DUPLICATE = "duplicate"  # already accepted or already in Kafka
     BEYOND_WINDOW = "beyond_window"  # before the horizon: cannot tell, so never store it
+    FULL = "full"  # the stream holds more than one reading a second of the window: refuse it
 
 
 def epoch_us(t: datetime) -> int:
@@ -78,11 +80,16 @@ def reading_stream(reading: Reading) -> str:
 class DedupMemory:
     """Per stream the event times accepted within the window (see the module docstring)."""
 
-    def __init__(self, window_s: float, now_us: int, *, sweep_s: float = 60.0) -> None:
+    def __init__(
+        self, window_s: float, now_us: int, *, sweep_s: float = 60.0, max_per_stream: int | None = None
+    ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be positive")
         if sweep_s < 0:
             raise ValueError("sweep_s must not be negative")
+        #: a device minting event times (microseconds apart) cannot grow its stream without
+        #: bound, nor make each insert slow for everyone: one reading a second of the window
+        self.max_per_stream = max_per_stream if max_per_stream is not None else math.ceil(window_s)
         self.window_us = round(window_s * _US)
         self.sweep_us = round(sweep_s * _US)
         self._horizon_us = now_us - self.window_us
@@ -132,6 +139,9 @@ class DedupMemory:
             self.sweep(now_us)
         if event_us < self._horizon_us:
             return Seen.BEYOND_WINDOW
+        times = self._streams.get(stream)
+        if times is not None and len(times) >= self.max_per_stream:
+            return Seen.DUPLICATE if self.holds(stream, event_us) else Seen.FULL
         return Seen.NEW if self._insert(stream, event_us) else Seen.DUPLICATE
 
     def add_reading(self, reading: Reading) -> Seen:

@@ -248,6 +248,12 @@ class Gateway:
                     self.dedup.discard_reading(reading)
                     self._inflight.pop(key, None)
                 raise
+        if seen is Seen.FULL:
+            cap = self.dedup.max_per_stream
+            detail = f"more than {cap:,} {reading.kind.value} readings of MN {reading.mn} in the window"
+            where = {"enterprise": reading.enterprise, "stack": reading.stack, "mn": reading.mn}
+            self._refuse(Rejected(RejectReason.TOO_FREQUENT, detail, **where), origin, payload, pending)
+            return
         if seen is Seen.BEYOND_WINDOW:  # a sweep for a later arrival passed it while it was validated
             stale = Rejected(
                 RejectReason.STALE_TIMESTAMP,

@@ -222,3 +222,14 @@ def test_a_dead_letter_stays_under_kafkas_limit_whatever_the_payload_limit() -> 
     assert small.reason.value == large.reason.value == "malformed_json"
     assert not small.payload_truncated and large.payload_truncated and large.payload_size == 200 * 1024
     assert max(len(letter.model_dump_json()) for letter in sink.letters) < 1_000_000
+
+
+def test_a_device_minting_event_times_is_refused_past_one_reading_a_second() -> None:
+    sink, acks = Sink(), Acks()
+    memory = DedupMemory(window_s=26 * 3600, now_us=epoch_us(NOW), max_per_stream=5)
+    gw = Gateway(ReadingValidator(REG), sink, memory, lambda: NOW)
+    times = [NOW - timedelta(minutes=1, microseconds=i) for i in range(7)]
+    for i, t in enumerate(times):
+        gw.handle_mqtt(POWER_TOPIC, json_reading(t), acks(str(i)), _no_answer)
+    gw.handle_mqtt(POWER_TOPIC, json_reading(times[0]), acks("repeat"), _no_answer)
+    assert len(sink.readings) == 5 and sink.reasons() == ["too_frequent", "too_frequent", "duplicate"]
