@@ -143,6 +143,9 @@ def render_config(
             f"max_queued_bytes {budget.max_queued_bytes}",
             f"max_inflight_messages {settings.mqtt_max_inflight_messages}",
             f"sys_interval {settings.mqtt_sys_interval_s}",
+            # sessions left offline (MQTT 3.1.1 ones never expire by themselves) are dropped after
+            # this: an account cannot pile up sessions that each queue for ever
+            f"persistent_client_expiration {settings.mqtt_persistent_client_expiration}",
             "log_dest stdout",
             "log_type error",
             "log_type warning",

@@ -59,6 +59,11 @@ class InfraSettings(BaseSettings):
         default=1000, gt=0, description="unacknowledged QoS 1 messages per client (the gateway acks after Kafka)"
     )
     mqtt_sys_interval_s: int = Field(default=1, gt=0, description="seconds between $SYS updates")
+    mqtt_persistent_client_expiration: str = Field(
+        default="7d",
+        pattern=r"^[1-9][0-9]*[hdwmy]$",
+        description="offline sessions dropped after this (Mosquitto units)",
+    )
 
     start_timeout_s: float = 90.0
 

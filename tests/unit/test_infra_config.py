@@ -50,6 +50,7 @@ def test_mosquitto_limits_come_from_the_settings(tmp_path: Path) -> None:
         "autosave_interval 5",
         "sys_interval 1",
         "max_inflight_messages 1000",
+        "persistent_client_expiration 7d",
     ):
         assert line in lines
 
