@@ -42,7 +42,7 @@ import bisect
 import math
 from array import array
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from contracts.reading import Reading
@@ -66,6 +66,11 @@ def epoch_us(t: datetime) -> int:
         raise ValueError(f"naive datetime {t.isoformat()}: event times carry a time zone")
     delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * _US + delta.microseconds
+
+
+def from_epoch_us(us: int) -> datetime:
+    """Back from epoch microseconds, exactly (no float rounding)."""
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def stream_id(mn: str, kind: str) -> str:
@@ -104,7 +109,7 @@ class DedupMemory:
 
     @property
     def horizon(self) -> datetime:
-        return datetime.fromtimestamp(self._horizon_us / _US, UTC)
+        return from_epoch_us(self._horizon_us)
 
     def __len__(self) -> int:
         return self._keys

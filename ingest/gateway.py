@@ -332,6 +332,8 @@ class Gateway:
         """History requests due now, as (MQTT topic, payload) for the devices' command topics."""
         with self._lock:
             due = self.backfill.due(self.clock())
+            metrics.BACKFILL_HOLES_OPEN.set(len(self.backfill))
+            metrics.BACKFILL_HOLES_DROPPED.set(self.backfill.dropped_holes)
         out = []
         for item in due:
             found = self._devices.get(item.request.mn)

@@ -53,3 +53,7 @@ TCP_ERRORS = Counter(
     "Unexpected errors in the HJ 212 TCP listener, by stage (the listener goes on)",
     ["stage"],
 )
+BACKFILL_HOLES_OPEN = Gauge("cems_gateway_backfill_holes_open", "Missed periods waiting for a request or its answers")
+BACKFILL_HOLES_DROPPED = Gauge(
+    "cems_gateway_backfill_holes_dropped", "Missed periods not asked for: too many open (per stream or in all)"
+)

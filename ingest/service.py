@@ -15,6 +15,7 @@ from contracts.registry import load_registry
 from contracts.topics import topics
 
 from .backfill import BackfillPlanner
+from .dedup import from_epoch_us
 from .dedup_loader import load_dedup_memory
 from .gateway import Gateway
 from .kafka_sink import KafkaSink
@@ -76,7 +77,7 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
     sink = KafkaSink(settings.bootstrap, topic_set, client_id=client_id)
     backfill = BackfillPlanner()
     for mn, kind, last_us in dedup.latest():
-        backfill.seed(mn, DataKind(kind), datetime.fromtimestamp(last_us / 1e6, UTC))
+        backfill.seed(mn, DataKind(kind), from_epoch_us(last_us))
     gateway = Gateway(validator, sink, dedup, utc_now, max_payload_bytes=settings.max_payload_bytes, backfill=backfill)
     if settings.gateway_metrics_port:
         start_http_server(settings.gateway_metrics_port, addr=settings.listen_host)

@@ -97,6 +97,7 @@ def test_hostile_payloads_never_stop_ingest(
     letters = consume_all(infra.kafka_bootstrap, gateway.topics.dead_letters.name, expect=len(HOSTILE), timeout_s=20)
     assert sorted(letter["reason"] for letter in letters) == sorted(reason for _, reason in HOSTILE.values())
     for letter in letters:  # bounded: a payload over the gateway's limit keeps 1 KiB
+        assert len(json.dumps(letter)) < 1_000_000
         assert len(letter["payload_b64"]) <= 4 * 64 * 1024 // 3 + 4
         if letter["reason"] == "payload_too_large":
             assert letter["payload_truncated"] and letter["payload_size"] > 64 * 1024
@@ -123,6 +124,7 @@ def test_broker_sigkill_mid_stream_loses_nothing_after_backfill(tmp_path: Path) 
         time.sleep(12)
         kill(rig.broker)
         killed_at = fleet.counters.acked
+        assert 0 < killed_at < len(fleet.expected())  # mid-stream
         time.sleep(1)
         rig.broker.start()
         fleet.wait(120)
@@ -170,6 +172,7 @@ def test_kafka_sigkill_mid_stream_loses_nothing(tmp_path: Path) -> None:
         assert rig.kafka is not None
         fleet = rig.fleet(25).begin()
         time.sleep(10)
+        assert 0 < fleet.counters.acked < len(fleet.expected())  # mid-stream
         kill(rig.kafka)
         time.sleep(2)
         rig.kafka.start()

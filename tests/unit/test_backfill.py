@@ -135,22 +135,33 @@ def test_a_json_history_request_without_a_time_zone_is_refused(begin: str, end: 
     assert decode_history(json.dumps(zoned).encode()).begin.utcoffset() == timedelta(hours=8)
 
 
-@pytest.mark.parametrize("step_s", [1, 60])
-def test_a_simulated_device_answers_with_the_bytes_it_sent(step_s: int) -> None:
+@pytest.mark.parametrize(
+    ("stack", "step_s", "first"),
+    [
+        ("jy-power-1-s1", 1, 0),
+        ("jy-power-1-s1", 60, 0),
+        ("jy-cement-2-s1", 60, 80),  # silent from minute 100 in the faults scenario
+        ("jy-coat-2-s1", 60, 0),  # sends some readings twice
+    ],
+)
+def test_a_simulated_device_answers_with_the_bytes_it_sent(stack: str, step_s: int, first: int) -> None:
     registry = load_registry()
     engine = load_engine(registry)
     scenario = load_scenario("faults")
     fleet = Fleet(registry, engine.profiles, scenario, T0, seed=3)
     step = timedelta(seconds=step_s)
-    stack = "jy-power-1-s1"
     sent = []
-    for index in range(40):
+    for index in range(first, first + 40):
         t = T0 + index * step + step_offset(step)
         minute = int((t - T0).total_seconds() // 60)
-        sent += [m for m in fleet.messages(minute, t) if m.stack == stack]
-    begin, end = sent[5].event_time, sent[30].event_time
+        sent += [m for m in fleet.messages(minute, t) if m.stack == stack and m.expect == "reading"]
+    begin, end = T0 + (first + 5) * step, T0 + (first + 31) * step
     again = Fleet(registry, engine.profiles, scenario, T0, seed=3).history(stack, begin, end, step)
-    assert [m.payload for m in again] == [m.payload for m in sent[5:31]]
+    expected = [m.payload for m in sent if begin <= m.event_time <= end]
+    assert [m.payload for m in again] == expected and expected
+    assert len({m.event_time for m in again}) == len(again)  # a reading once, even if it was sent twice
+    if stack == "jy-cement-2-s1":
+        assert len(expected) == 100 - (first + 5)  # nothing from the silent minutes
     assert Fleet(registry, engine.profiles, scenario, T0, seed=3).history("no-such-stack", begin, end, step) == []
 
 
