@@ -2,23 +2,15 @@
 ask for an answer (Flag bit 0), which is written back on the same connection.
 
 One asyncio event loop, in one thread, holds every connection: a few kilobytes each, no
-thread each. The limits (``TcpLimits``, decided in ``ingest/tcp_limits.py``), so that whoever
-reaches the port cannot exhaust the gateway:
-
-- connections in all, and per source network (/24, /64): one more from a network at its cap
-  is closed at once, unread, and counted (``cems_gateway_tcp_refused_total{cause}``); at the
-  total cap the oldest connection that has not authenticated is closed to make room
-  (``evicted``), and only when every one has authenticated is the newcomer refused;
-- a packet *authenticates* its connection when the handler returns ``True`` (a registered
-  device, its PW, an allowed network). A connection with no authenticated packet is closed
-  ``auth_timeout_s`` after it opened; an authenticated one ``idle_timeout_s`` after its last
-  authenticated packet. Bytes, refused packets and blank lines keep no connection open;
-- packets that do not authenticate: ``max_refusals`` in a burst, then ``max_refusals`` per
-  ``refusal_window_s``; one more closes the connection (``refusals``);
-- blank lines (a bare CR LF) are no packets: ignored and counted, never a dead letter;
-- bytes waiting for a CR LF: beyond ``max_buffer_bytes`` they go on as one bad packet (a
-  dead letter) and the buffer starts again;
-- answers a device does not read: beyond ``max_unread_answer_bytes`` the connection is closed.
+thread each. Its limits (``TcpLimits``; the decisions, pure, in ``ingest/tcp_limits.py``), so
+that whoever reaches the port cannot exhaust the gateway: connections in all and per source
+network (/24, /64), where a newcomer at the total cap evicts the oldest connection that has
+not authenticated; a time to authenticate and an idle time, counted from packets the handler
+says authenticated (it returns ``True``) and from nothing else; a budget of refused packets
+per connection; blank lines ignored; bounded buffers for bytes without CR LF (beyond it they
+go on as one bad packet) and for answers a device does not read (beyond it: closed).
+Refusals and closures are counted by cause (``cems_gateway_tcp_refused_total``,
+``cems_gateway_tcp_closed_total``).
 
 Packets go to ``handler(peer, packet, answer)`` on the loop's thread, in the order they
 came; ``peer`` is ``host:port`` (``[v6 host]:port``). ``answer`` may be called from any
