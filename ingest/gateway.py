@@ -23,7 +23,7 @@ from typing import Protocol
 
 from contracts.commands import encode_history
 from contracts.hj212 import data_answer, encode_packet
-from contracts.mqtt_topics import CMD_CHANNEL
+from contracts.mqtt_topics import CMD_CHANNEL, HJ212_CHANNEL
 from contracts.mqtt_topics import topic as mqtt_topic
 from contracts.reading import DataKind, DeadLetter, Reading, RejectReason, Source
 
@@ -31,7 +31,7 @@ from . import metrics
 from .backfill import KIND_INTERVAL_S, BackfillPlanner
 from .dedup import DedupMemory, Seen, epoch_us
 from .split import SplitAssembler, SplitRefused
-from .validation import HJ212_CHANNEL, ReadingValidator, Rejected, TopicAddress, parse_topic, peer_address
+from .validation import ReadingValidator, Rejected, TopicAddress, parse_topic, peer_address
 
 log = logging.getLogger("cems.gateway")
 

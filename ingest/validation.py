@@ -30,8 +30,7 @@ from pydantic import ValidationError
 
 from contracts.hj212 import Hj212Error, Hj212Packet, parse_packet
 from contracts.hj212_data import KIND_BY_CN, VALUE_SUFFIX, packet_fields
-from contracts.mqtt_topics import HJ212_CHANNEL as HJ212_CHANNEL  # noqa: PLC0414 - re-exported for ingest.gateway
-from contracts.mqtt_topics import JSON_CHANNEL, ROOT
+from contracts.mqtt_topics import HJ212_CHANNEL, JSON_CHANNEL, ROOT
 from contracts.parameters import PARAMETERS, Unit, nox_as_no2, ppm_to_mg_m3
 from contracts.reading import (
     MAX_AGE_S,
