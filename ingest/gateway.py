@@ -65,6 +65,11 @@ AUTHENTICATION_REASONS = frozenset(
 )
 
 
+def _refusal(reason: RejectReason, detail: str, reading: Reading) -> Rejected:
+    """A refusal of a reading that passed validation (its enterprise, stack and MN known)."""
+    return Rejected(reason, detail, enterprise=reading.enterprise, stack=reading.stack, mn=reading.mn)
+
+
 def _no_ack() -> None:
     """HJ 212 over TCP has no acknowledgement but the answer packet."""
 
@@ -251,19 +256,14 @@ class Gateway:
         if seen is Seen.FULL:
             cap = self.dedup.max_per_stream
             detail = f"more than {cap:,} {reading.kind.value} readings of MN {reading.mn} in the window"
-            where = {"enterprise": reading.enterprise, "stack": reading.stack, "mn": reading.mn}
-            self._refuse(Rejected(RejectReason.TOO_FREQUENT, detail, **where), origin, payload, pending)
+            self._refuse(_refusal(RejectReason.TOO_FREQUENT, detail, reading), origin, payload, pending)
             return
         if seen is Seen.BEYOND_WINDOW:  # a sweep for a later arrival passed it while it was validated
-            stale = Rejected(
-                RejectReason.STALE_TIMESTAMP,
+            detail = (
                 f"event time {reading.event_time.isoformat()} is before the duplicate memory's window "
-                f"(from {self.dedup.horizon.isoformat()})",
-                enterprise=reading.enterprise,
-                stack=reading.stack,
-                mn=reading.mn,
+                f"(from {self.dedup.horizon.isoformat()})"
             )
-            self._refuse(stale, origin, payload, pending)
+            self._refuse(_refusal(RejectReason.STALE_TIMESTAMP, detail, reading), origin, payload, pending)
             return
         if not fresh:
             after = _Pending([]) if waiting is not None else pending  # the original's delivery completes it
@@ -272,15 +272,9 @@ class Gateway:
                 self._complete(after)
                 return
             metrics.DUPLICATES.labels(reading.source.value).inc()
-            rej = Rejected(
-                RejectReason.DUPLICATE,
-                f"{reading.kind.value} reading of {reading.event_time.isoformat()} already accepted",
-                enterprise=reading.enterprise,
-                stack=reading.stack,
-                mn=reading.mn,
-            )
+            detail = f"{reading.kind.value} reading of {reading.event_time.isoformat()} already accepted"
             # the device asked for an answer and Kafka has the data: answer again
-            self._refuse(rej, origin, payload, after)
+            self._refuse(_refusal(RejectReason.DUPLICATE, detail, reading), origin, payload, after)
             return
         started = time.perf_counter()
 

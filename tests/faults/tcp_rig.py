@@ -54,19 +54,6 @@ def connect(port: int, source: str = "127.0.0.1", timeout_s: float = 10) -> sock
     return sock
 
 
-def closed_by_peer(sock: socket.socket, within_s: float) -> bool:
-    """True if the gateway closed the connection (EOF or reset) within ``within_s``."""
-    sock.settimeout(within_s)
-    try:
-        while True:
-            if sock.recv(65536) == b"":
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
-
-
 def read_answers(sock: socket.socket, qns: set[str], timeout_s: float) -> set[str]:
     """Read CN 9014 answers until every QN in ``qns`` was answered (or ``timeout_s``)."""
     answered: set[str] = set()

@@ -37,6 +37,7 @@ from cems.infra.settings import InfraSettings
 from contracts.registry import SAMPLE_REGISTRY
 from ingest.tcp_source import raise_open_files_limit
 from tests.integration.helpers import GatewayProcess, consume_all
+from tests.sockets import closed_by_peer
 
 from .ingest_rig import start_gateway
 from .tcp_rig import (
@@ -45,7 +46,6 @@ from .tcp_rig import (
     KILN,
     base_time,
     close_all,
-    closed_by_peer,
     connect,
     metrics,
     packet,

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 from contracts.hj212 import split_stream
 from ingest.tcp_source import TcpLimits, TcpSource
+from tests.sockets import closed_by_peer
 
 HOST = "127.0.0.1"
 #: packets that authenticate their connection, and one that does not (wrong PW, say)
@@ -65,19 +66,6 @@ def metric(name: str, **labels: str) -> float:
 
 def closed(cause: str) -> float:
     return metric("cems_gateway_tcp_closed_total", cause=cause)
-
-
-def closed_by_server(sock: socket.socket, within_s: float) -> bool:
-    """True if the server closed the connection (EOF or reset) within ``within_s``."""
-    sock.settimeout(within_s)
-    try:
-        while True:
-            if sock.recv(65536) == b"":
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except TimeoutError:
-        return False
 
 
 def connect(port: int, source: str = HOST) -> socket.socket:
@@ -159,7 +147,7 @@ def test_blank_lines_are_no_packets(source: TcpSource, recorder: Recorder) -> No
         # 50 bare CR LF, white space, a packet, one more CR LF, and a lone LF left when it hangs up
         sock.sendall(b"\r\n" * 50 + b" \t\r\n" + PACKET + b"\r\n" + b"\n")
         assert recorder.wait_for(1) == [PACKET]
-        assert not closed_by_server(sock, 0.2), "53 blank lines are within the refusal budget"
+        assert not closed_by_peer(sock, 0.2), "53 blank lines are within the refusal budget"
     assert settles(source, open_=0)
     assert recorder.packets() == [PACKET]
     assert metric("cems_gateway_tcp_blank_lines_total") - before == 53
@@ -175,7 +163,7 @@ def test_a_flood_of_blank_lines_closes_the_connection_and_makes_no_packet(
                 sock.sendall(b"\r\n" * 2000)
         except (ConnectionResetError, BrokenPipeError):
             pass  # closed while we were still sending
-        assert closed_by_server(sock, 2)
+        assert closed_by_peer(sock, 2)
     assert closed("refusals") - refusals == 1
     # the budget is 100 in a burst: the 101st closes it; the rest of that read is dropped unread
     assert 101 <= metric("cems_gateway_tcp_blank_lines_total") - blank <= 100_000
@@ -192,9 +180,9 @@ def test_refused_packets_beyond_the_budget_close_the_connection(recorder: Record
             assert len(recorder.wait_for(10)) == 10
             sock.sendall(PACKET)  # an authenticated packet spends nothing
             assert len(recorder.wait_for(11)) == 11
-            assert not closed_by_server(sock, 0.2), "10 refusals are within the budget"
+            assert not closed_by_peer(sock, 0.2), "10 refusals are within the budget"
             sock.sendall(numbered(10, REFUSED) + numbered(11) + numbered(12, REFUSED))
-            assert closed_by_server(sock, 2)
+            assert closed_by_peer(sock, 2)
         assert closed("refusals") - refusals == 1
         # the 11th refused packet was handled and closed the connection; what came after it was not
         assert recorder.packets()[-2:] == [PACKET, numbered(10, REFUSED)]
@@ -216,11 +204,11 @@ def test_the_idle_time_counts_only_authenticated_packets(recorder: Recorder) -> 
                 slow.send(b"#")  # a byte at a time, never a packet
             busy.sendall(numbered(4))  # an authenticated packet every 0.1 s: never idle
             for name, sock in (("quiet", quiet), ("chatty", chatty), ("slow", slow)):
-                if name not in closed_at and closed_by_server(sock, 0.1 / 3):
+                if name not in closed_at and closed_by_peer(sock, 0.1 / 3):
                     closed_at[name] = time.monotonic() - started
         assert set(closed_at) == {"quiet", "chatty", "slow"}
         assert all(0.45 <= t <= 0.5 + 0.0625 + 0.3 for t in closed_at.values()), closed_at
-        assert not closed_by_server(busy, 0.05)
+        assert not closed_by_peer(busy, 0.05)
         assert closed("idle") - idle_before == 3
         assert source.open_connections == 1
         for sock in (quiet, chatty, slow, busy):
@@ -248,11 +236,11 @@ def test_a_connection_that_never_authenticates_is_closed_after_the_auth_timeout(
                 device.sendall(PACKET)  # authenticates before the timeout: stays
                 sent_good = True
             for name, sock in (("silent", silent), ("stranger", stranger)):
-                if name not in closed_at and closed_by_server(sock, 0.05):
+                if name not in closed_at and closed_by_peer(sock, 0.05):
                     closed_at[name] = time.monotonic() - started
         assert set(closed_at) == {"silent", "stranger"}
         assert all(0.35 <= t <= 0.4 + 0.05 + 0.3 for t in closed_at.values()), closed_at
-        assert not closed_by_server(device, 0.05)
+        assert not closed_by_peer(device, 0.05)
         assert closed("auth_timeout") - before == 2
         assert source.open_connections == 1 and source.unauthenticated_connections == 0
         for sock in (silent, stranger, device):
@@ -265,10 +253,10 @@ def test_caps_per_source_network(recorder: Recorder) -> None:
         # 127.0.0.1 and 127.0.0.2 are one /24: three in all
         local = [connect(source.port), connect(source.port, "127.0.0.2"), connect(source.port, "127.0.0.3")]
         extra = connect(source.port, "127.0.0.4")
-        assert closed_by_server(extra, 2), "a 4th connection from one /24 is closed at once"
+        assert closed_by_peer(extra, 2), "a 4th connection from one /24 is closed at once"
         other = [connect(source.port, "127.0.1.1") for _ in range(3)]  # another /24
         for sock in local + other:
-            assert not closed_by_server(sock, 0.05)
+            assert not closed_by_peer(sock, 0.05)
         assert metric("cems_gateway_tcp_refused_total", cause="per_address_cap") - refused == 1
         assert source.open_connections == 6
         # one closes: room again for its network
@@ -298,9 +286,9 @@ def test_at_the_total_cap_the_oldest_stranger_makes_room(recorder: Recorder) -> 
         assert source.open_connections == 4 and source.unauthenticated_connections == 2
         # the cap is reached: a newcomer closes the oldest that never authenticated (s1)
         n1 = connect(source.port, "127.0.5.1")
-        assert closed_by_server(s1, 2)
+        assert closed_by_peer(s1, 2)
         for sock in (a1, a2, s2, n1):
-            assert not closed_by_server(sock, 0.05)
+            assert not closed_by_peer(sock, 0.05)
         assert closed("evicted") - evicted == 1
         assert source.open_connections == 4 and metric("cems_gateway_tcp_connections") == 4
         # all four authenticate: the next newcomer is refused, none evicted
@@ -308,9 +296,9 @@ def test_at_the_total_cap_the_oldest_stranger_makes_room(recorder: Recorder) -> 
         n1.sendall(numbered(4))
         assert settles(source, strangers=0)
         n2 = connect(source.port, "127.0.6.1")
-        assert closed_by_server(n2, 2)
+        assert closed_by_peer(n2, 2)
         for sock in (a1, a2, s2, n1):
-            assert not closed_by_server(sock, 0.05)
+            assert not closed_by_peer(sock, 0.05)
         assert metric("cems_gateway_tcp_refused_total", cause="total_cap") - total == 1
         assert closed("evicted") - evicted == 1
         for sock in (a1, s1, a2, s2, n1, n2):
@@ -356,7 +344,7 @@ def test_stop_closes_connections_and_the_thread(recorder: Recorder) -> None:
     socks = [connect(source.port) for _ in range(10)]
     source.stop()
     assert not source.alive
-    assert all(closed_by_server(s, 2) for s in socks)
+    assert all(closed_by_peer(s, 2) for s in socks)
     for s in socks:
         s.close()
     with pytest.raises(OSError):
