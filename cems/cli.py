@@ -17,6 +17,8 @@ from contracts.errors import CemsError, InfrastructureError
 if TYPE_CHECKING:
     from streams.settings import StreamSettings
 
+from .alerts_cli import alerts_app
+
 app = typer.Typer(help="CEMS alerting: ingest, detection, storage and local infrastructure.", no_args_is_help=True)
 infra_app = typer.Typer(help="Real Mosquitto, Kafka (KRaft) and InfluxDB 2 on loopback, for development and tests.")
 app.add_typer(infra_app, name="infra")
@@ -26,6 +28,7 @@ topics_app = typer.Typer(help="The project's Kafka topics (the broker does not c
 app.add_typer(topics_app, name="topics")
 dashboards_app = typer.Typer(help="Grafana dashboards generated from code (dashboards/), and their queries.")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 err = Console(stderr=True)
@@ -301,9 +304,12 @@ def run(
     if simulate:
         sim_args = ["simulate", "--scenario", simulate, "--speed", str(speed)]
         services.append(Service("simulator", sim_args, may_finish=True))
+    from cems.accounts import registry_path
+    from contracts.registry import load_registry
+
     code = supervise(
         services, InfraSettings().state_dir / "logs", settings.bootstrap, topics(settings.topic_namespace),
-        say=console.print,
+        say=console.print, registry=load_registry(registry_path()),
     )  # fmt: skip
     raise typer.Exit(code=code)
 

@@ -2,9 +2,10 @@
 
 Starts the gateway, the detection worker and the InfluxDB sink (and, when asked, the
 simulated fleet), each logging to ``<state>/logs/<name>.log``; prints a progress line with
-what Kafka holds; stops everything on Ctrl-C/SIGTERM. A service that exits with an error
-(the gateway does when a receive path dies, the worker on a fatal error) is started again,
-at most ``MAX_RESTARTS`` times in ``RESTART_WINDOW_S``; past that everything stops.
+what Kafka holds and a line for each alert event as the worker commits it; stops everything
+on Ctrl-C/SIGTERM. A service that exits with an error (the gateway does when a receive path
+dies, the worker on a fatal error) is started again, at most ``MAX_RESTARTS`` times in
+``RESTART_WINDOW_S``; past that everything stops.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from contracts.errors import CemsError
+from contracts.registry import Registry
 from contracts.topics import Topics
+
+from .alert_view import AlertReader, describe
 
 
 @dataclass
@@ -70,6 +75,15 @@ def _wait_ready(svc: Service, stop: threading.Event, timeout_s: float) -> bool:
     return False
 
 
+def _alert_reader(bootstrap: str, topic: str, say: Callable[[str], None]) -> AlertReader | None:
+    """Alert events as the worker commits them, from now on; none if the topic is not there."""
+    try:
+        return AlertReader(bootstrap, topic, from_beginning=False, group="cems-run-alerts")
+    except CemsError as exc:
+        say(f"alerts will not be shown: {exc}")
+        return None
+
+
 def supervise(
     services: list[Service],
     log_dir: Path,
@@ -78,6 +92,7 @@ def supervise(
     say: Callable[[str], None] = print,
     report_every_s: float = 10.0,
     env: dict[str, str] | None = None,
+    registry: Registry | None = None,
 ) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -103,6 +118,7 @@ def supervise(
             say(f"{svc.name} did not get ready; read {svc.log}")
             stop.set()
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "cems-run-progress", "enable.auto.commit": False})
+    alerts = _alert_reader(bootstrap, topic_set.alerts.name, say)
     code = 0
     next_report = time.monotonic() + report_every_s
     try:
@@ -125,6 +141,9 @@ def supervise(
                 say(f"{svc.name} exited with code {svc.proc.returncode}; starting it again (read {svc.log})")
                 svc.restarts.append(now)
                 launch(svc)
+            if alerts is not None:
+                for event in alerts.poll():
+                    say(describe(event, registry))
             if time.monotonic() >= next_report and not stop.is_set():
                 sizes = {
                     "readings": topic_size(probe, topic_set.readings.name),
@@ -137,6 +156,8 @@ def supervise(
             stop.wait(1.0)
     finally:
         probe.close()
+        if alerts is not None:
+            alerts.close()
         for svc in reversed(services):
             if svc.proc is not None and svc.proc.poll() is None:
                 svc.proc.send_signal(signal.SIGTERM)

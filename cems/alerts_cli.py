@@ -1,0 +1,100 @@
+"""`cems alerts`: the alerts the worker raised, in a terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from contracts.alerts import AlertKind
+from contracts.errors import CemsError
+
+alerts_app = typer.Typer(help="The alerts the detection worker raised: list them, or follow them live.")
+console = Console()
+err = Console(stderr=True)
+
+_Namespace = Annotated[str | None, typer.Option(help="Kafka topic namespace (default: CEMS_TOPIC_NAMESPACE or cems)")]
+_Registry = Annotated[Path | None, typer.Option(help="device registry YAML, for districts (default: the sample)")]
+
+
+def _context(namespace: str | None, registry: Path | None):  # type: ignore[no-untyped-def]
+    from cems.accounts import registry_path
+    from contracts.registry import load_registry
+    from contracts.topics import topics
+    from streams.settings import StreamSettings
+
+    settings = StreamSettings()
+    if namespace:
+        settings = settings.model_copy(update={"topic_namespace": namespace})
+    return settings.bootstrap, topics(settings.topic_namespace).alerts.name, load_registry(registry or registry_path())
+
+
+@alerts_app.command("list")
+def alerts_list(
+    open_only: Annotated[bool, typer.Option("--open", help="only alerts not resolved")] = False,
+    district: Annotated[str | None, typer.Option(help="only this district (as in the registry)")] = None,
+    kind: Annotated[AlertKind | None, typer.Option(help="only this kind")] = None,
+    namespace: _Namespace = None,
+    registry: _Registry = None,
+) -> None:
+    """Every alert in the alerts topic with its current state, oldest first."""
+    from cems.alert_view import AlertReader, district_of, fold, select
+
+    try:
+        bootstrap, topic, reg = _context(namespace, registry)
+        reader = AlertReader(bootstrap, topic, from_beginning=True)
+        try:
+            lines = select(fold(reader.until_end()).values(), reg, open_only=open_only, district=district, kind=kind)
+        finally:
+            reader.close()
+    except CemsError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from exc
+    table = Table(title=f"{len(lines)} alerts in {topic}")
+    for col in ("state", "severity", "kind", "enterprise", "stack", "parameter", "district", "start", "end", "reason"):
+        table.add_column(col)
+    for line in lines:
+        e = line.latest
+        end = e.end.strftime("%Y-%m-%d %H:%M") if e.end else ""
+        table.add_row(
+            e.event.value if e.event.value != "updated" else "open",
+            e.severity.value,
+            e.kind.value,
+            e.enterprise,
+            e.stack,
+            e.parameter or "",
+            district_of(reg, e.stack) or "",
+            line.first.start.strftime("%Y-%m-%d %H:%M"),
+            end,
+            e.reason,
+        )
+    console.print(table)
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    from_beginning: Annotated[bool, typer.Option(help="show the topic's past events first")] = False,
+    namespace: _Namespace = None,
+    registry: _Registry = None,
+) -> None:
+    """Follow alert events as the worker writes them (Ctrl-C stops)."""
+    from cems.alert_view import AlertReader, describe
+
+    try:
+        bootstrap, topic, reg = _context(namespace, registry)
+        reader = AlertReader(bootstrap, topic, from_beginning=from_beginning)
+    except CemsError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"following {topic} (Ctrl-C stops)")
+    try:
+        while True:
+            for event in reader.poll(timeout_s=1.0):
+                console.print(describe(event, reg), soft_wrap=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
