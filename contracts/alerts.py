@@ -41,6 +41,15 @@ class AlertEventType(StrEnum):
     ACKNOWLEDGED = "acknowledged"
 
 
+class AlertState(StrEnum):
+    """Where an alert is in its life: open (its condition holds, nobody took it yet),
+    acknowledged (an officer took it; still open until the condition clears), resolved."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
 def fingerprint(stack: str, parameter: str | None, kind: AlertKind) -> str:
     return hashlib.sha1(f"{stack}|{parameter or '-'}|{kind.value}".encode()).hexdigest()[:16]
 

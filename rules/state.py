@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.alerts import AlertState
+
 
 @dataclass
 class MinuteBucket:
@@ -56,6 +58,11 @@ class OpenAlert:
     evidence: dict[str, Any]
     updates: int = 0
     acknowledged_by: str | None = None
+
+    @property
+    def state(self) -> AlertState:
+        """Open or acknowledged: a resolved alert is no longer held in the stack state."""
+        return AlertState.OPEN if self.acknowledged_by is None else AlertState.ACKNOWLEDGED
 
 
 @dataclass
