@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.alerts import AlertKind
+from contracts.alerts import Acknowledgement, AlertKind
 from contracts.errors import CemsError
 
 alerts_app = typer.Typer(help="The alerts the detection worker raised: list them, or follow them live.")
@@ -29,7 +29,7 @@ def _context(namespace: str | None, registry: Path | None):  # type: ignore[no-u
     settings = StreamSettings()
     if namespace:
         settings = settings.model_copy(update={"topic_namespace": namespace})
-    return settings.bootstrap, topics(settings.topic_namespace).alerts.name, load_registry(registry or registry_path())
+    return settings.bootstrap, topics(settings.topic_namespace), load_registry(registry or registry_path())
 
 
 @alerts_app.command("list")
@@ -44,7 +44,8 @@ def alerts_list(
     from cems.alert_view import AlertReader, district_of, fold, select
 
     try:
-        bootstrap, topic, reg = _context(namespace, registry)
+        bootstrap, topic_set, reg = _context(namespace, registry)
+        topic = topic_set.alerts.name
         reader = AlertReader(bootstrap, topic, from_beginning=True)
         try:
             lines = select(fold(reader.until_end()).values(), reg, open_only=open_only, district=district, kind=kind)
@@ -84,7 +85,8 @@ def alerts_tail(
     from cems.alert_view import AlertReader, describe
 
     try:
-        bootstrap, topic, reg = _context(namespace, registry)
+        bootstrap, topic_set, reg = _context(namespace, registry)
+        topic = topic_set.alerts.name
         reader = AlertReader(bootstrap, topic, from_beginning=from_beginning)
     except CemsError as exc:
         err.print(f"[bold red]error:[/] {exc}")
@@ -98,3 +100,52 @@ def alerts_tail(
         pass
     finally:
         reader.close()
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="the alert's id (see `cems alerts list`)")],
+    officer: Annotated[str, typer.Option(help="who takes it")],
+    note: Annotated[str | None, typer.Option(help="a note kept with the acknowledgement")] = None,
+    namespace: _Namespace = None,
+) -> None:
+    """Acknowledge an open alert: the worker records it once (an `acknowledged` event)."""
+    from datetime import UTC, datetime
+
+    from cems.alert_view import AlertReader, fold
+
+    try:
+        bootstrap, topic_set, _ = _context(namespace, None)
+        topic = topic_set.alerts.name
+        reader = AlertReader(bootstrap, topic, from_beginning=True)
+        try:
+            line = fold(reader.until_end()).get(alert_id)
+        finally:
+            reader.close()
+        if line is None:
+            raise typer.BadParameter(f"no alert {alert_id!r} in {topic}", param_hint="ALERT_ID")
+        if not line.is_open:
+            err.print(f"[yellow]alert {alert_id} is already resolved; nothing to acknowledge[/]")
+            raise typer.Exit(code=1)
+        ack = Acknowledgement(
+            alert_id=alert_id, stack=line.latest.stack, officer=officer, note=note, at=datetime.now(UTC)
+        )
+        _produce_acknowledgement(bootstrap, topic_set.acknowledgements.name, ack)
+    except CemsError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"acknowledged {alert_id} ({line.latest.kind.value} on {line.latest.stack}) as {officer}")
+
+
+def _produce_acknowledgement(bootstrap: str, topic: str, ack: Acknowledgement) -> None:
+    from confluent_kafka import KafkaException, Producer
+
+    from contracts.errors import InfrastructureError
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    try:
+        producer.produce(topic, key=ack.stack.encode(), value=ack.model_dump_json().encode())
+        if producer.flush(30):
+            raise InfrastructureError(f"kafka at {bootstrap}: the acknowledgement was not confirmed in 30 s")
+    except KafkaException as exc:
+        raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class AlertKind(StrEnum):
@@ -75,6 +75,18 @@ class AlertEvent(_Frozen):
     at: AwareDatetime
     reason: str
     evidence: dict[str, Any]
+
+
+class Acknowledgement(_Frozen):
+    """An officer took an alert (on ``cems.v1.acknowledgements``, keyed by the alert's stack);
+    the worker applies it once and publishes the ``acknowledged`` event."""
+
+    schema_version: Literal[1] = 1
+    alert_id: str
+    stack: str
+    officer: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+    at: AwareDatetime
 
 
 class HourlyStatus(StrEnum):

@@ -32,9 +32,10 @@ class Topics:
     hourly_averages: TopicSpec
     alerts: TopicSpec
     ticks: TopicSpec
+    acknowledgements: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.readings, self.dead_letters, self.hourly_averages, self.alerts, self.ticks)
+        return (self.readings, self.dead_letters, self.hourly_averages, self.alerts, self.ticks, self.acknowledgements)
 
 
 def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
@@ -69,6 +70,12 @@ def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
             6,
             {"retention.ms": str(DAY_MS)},
             "Watermark ticks per stack, co-partitioned with readings: close hours, find silence",
+        ),
+        acknowledgements=TopicSpec(
+            f"{prefix}.acknowledgements",
+            6,
+            {"retention.ms": str(400 * DAY_MS)},
+            "Officers' acknowledgements of alerts keyed by stack id, co-partitioned with readings",
         ),
     )
 

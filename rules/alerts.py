@@ -207,16 +207,20 @@ def decide_deactivate(
     )
 
 
-def acknowledge(state: StackState, profile: StackProfile, alert_id_: str, officer: str, at: int) -> list[AlertEvent]:
-    return decide_acknowledge(state, profile, alert_id_, officer, at).events
+def acknowledge(
+    state: StackState, profile: StackProfile, alert_id_: str, officer: str, at: int, note: str | None = None
+) -> list[AlertEvent]:
+    return decide_acknowledge(state, profile, alert_id_, officer, at, note).events
 
 
-def decide_acknowledge(state: StackState, profile: StackProfile, alert_id_: str, officer: str, at: int) -> Decision:
+def decide_acknowledge(
+    state: StackState, profile: StackProfile, alert_id_: str, officer: str, at: int, note: str | None = None
+) -> Decision:
     """Record that an officer took the case; the alert stays open until its condition clears."""
     alert = next((a for a in state.alerts.values() if a.alert_id == alert_id_), None)
     verdict = acknowledge_verdict(alert)
     if alert is None or not verdict.emits:
         return Decision(verdict, [])
     alert.acknowledged_by = officer
-    alert.evidence = {**alert.evidence, "acknowledged_by": officer}
+    alert.evidence = {**alert.evidence, "acknowledged_by": officer, **({"acknowledgement_note": note} if note else {})}
     return Decision(verdict, [_event(profile, alert, AlertEventType.ACKNOWLEDGED, at, None)])

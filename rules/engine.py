@@ -62,9 +62,11 @@ class DetectionEngine:
             return state, Output()
         return state, self._advance(state, profile, int(now.timestamp()), check_gaps=False)
 
-    def acknowledge(self, state: StackState, alert_id: str, officer: str, now: datetime) -> list[AlertEvent]:
+    def acknowledge(
+        self, state: StackState, alert_id: str, officer: str, now: datetime, note: str | None = None
+    ) -> list[AlertEvent]:
         profile = self.profiles[state.stack]
-        return acknowledge(state, profile, alert_id, officer, int(now.timestamp()))
+        return acknowledge(state, profile, alert_id, officer, int(now.timestamp()), note)
 
     # -- internals ---------------------------------------------------------------------------
     def _advance(self, state: StackState, profile: StackProfile, now: int, check_gaps: bool = True) -> Output:

@@ -24,6 +24,7 @@ from typing import Any
 import faust
 from confluent_kafka import Producer
 
+from contracts.alerts import Acknowledgement
 from contracts.reading import Reading
 from contracts.registry import load_registry
 from contracts.topics import topics
@@ -94,6 +95,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
     source = app.topic(
         topic_set.readings.name,
         topic_set.ticks.name,
+        topic_set.acknowledgements.name,
         key_serializer="raw",
         value_serializer="raw",
         allow_empty=True,
@@ -109,7 +111,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         use_partitioner=True,
     )
     watermark = Watermark(settings.watermark == "live", settings.watermark_idle_s)
-    stats: dict[str, int] = {"readings": 0, "ticks": 0, "alerts": 0, "hourly": 0}
+    stats: dict[str, int] = {"readings": 0, "ticks": 0, "acknowledgements": 0, "alerts": 0, "hourly": 0}
 
     def load(stack: str) -> StackState:
         raw = states.get(stack.encode())
@@ -137,7 +139,13 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                 stack = event.key.decode()
                 if stack not in engine.profiles:
                     continue
-                if event.message.topic == topic_set.ticks.name:
+                if event.message.topic == topic_set.acknowledgements.name:
+                    ack = Acknowledgement.model_validate_json(event.value)
+                    state = batch.get(stack) or load(stack)
+                    at = watermark.now(time.monotonic()) or ack.at
+                    out = Output(events=engine.acknowledge(state, ack.alert_id, ack.officer, at, ack.note))
+                    stats["acknowledgements"] += 1
+                elif event.message.topic == topic_set.ticks.name:
                     tick = json.loads(event.value)
                     now = watermark.now(time.monotonic(), datetime.fromisoformat(tick["wall_time"]))
                     if now is None:
