@@ -154,3 +154,12 @@ class AlertReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def current_alerts(bootstrap: str, topic: str) -> dict[str, AlertLine]:
+    """Every alert in the topic now (committed events up to its end), by id."""
+    reader = AlertReader(bootstrap, topic, from_beginning=True)
+    try:
+        return fold(reader.until_end())
+    finally:
+        reader.close()

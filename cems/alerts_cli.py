@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +20,16 @@ err = Console(stderr=True)
 
 _Namespace = Annotated[str | None, typer.Option(help="Kafka topic namespace (default: CEMS_TOPIC_NAMESPACE or cems)")]
 _Registry = Annotated[Path | None, typer.Option(help="device registry YAML, for districts (default: the sample)")]
+
+
+@contextmanager
+def _cli_errors() -> Iterator[None]:
+    """A CemsError ends the command with its message and exit code 1."""
+    try:
+        yield
+    except CemsError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from exc
 
 
 def _context(namespace: str | None, registry: Path | None):  # type: ignore[no-untyped-def]
@@ -41,19 +53,14 @@ def alerts_list(
     registry: _Registry = None,
 ) -> None:
     """Every alert in the alerts topic with its current state, oldest first."""
-    from cems.alert_view import AlertReader, district_of, fold, select
+    from cems.alert_view import current_alerts, district_of, select
 
-    try:
+    with _cli_errors():
         bootstrap, topic_set, reg = _context(namespace, registry)
         topic = topic_set.alerts.name
-        reader = AlertReader(bootstrap, topic, from_beginning=True)
-        try:
-            lines = select(fold(reader.until_end()).values(), reg, open_only=open_only, district=district, kind=kind)
-        finally:
-            reader.close()
-    except CemsError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
+        lines = select(
+            current_alerts(bootstrap, topic).values(), reg, open_only=open_only, district=district, kind=kind
+        )
     table = Table(title=f"{len(lines)} alerts in {topic}")
     for col in ("state", "severity", "kind", "enterprise", "stack", "parameter", "district", "start", "end", "reason"):
         table.add_column(col)
@@ -84,13 +91,10 @@ def alerts_tail(
     """Follow alert events as the worker writes them (Ctrl-C stops)."""
     from cems.alert_view import AlertReader, describe
 
-    try:
+    with _cli_errors():
         bootstrap, topic_set, reg = _context(namespace, registry)
         topic = topic_set.alerts.name
         reader = AlertReader(bootstrap, topic, from_beginning=from_beginning)
-    except CemsError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
     console.print(f"following {topic} (Ctrl-C stops)")
     try:
         while True:
@@ -112,16 +116,12 @@ def alerts_ack(
     """Acknowledge an open alert: the worker records it once (an `acknowledged` event)."""
     from datetime import UTC, datetime
 
-    from cems.alert_view import AlertReader, fold
+    from cems.alert_view import current_alerts
 
-    try:
+    with _cli_errors():
         bootstrap, topic_set, _ = _context(namespace, None)
         topic = topic_set.alerts.name
-        reader = AlertReader(bootstrap, topic, from_beginning=True)
-        try:
-            line = fold(reader.until_end()).get(alert_id)
-        finally:
-            reader.close()
+        line = current_alerts(bootstrap, topic).get(alert_id)
         if line is None:
             raise typer.BadParameter(f"no alert {alert_id!r} in {topic}", param_hint="ALERT_ID")
         if not line.is_open:
@@ -131,9 +131,6 @@ def alerts_ack(
             alert_id=alert_id, stack=line.latest.stack, officer=officer, note=note, at=datetime.now(UTC)
         )
         _produce_acknowledgement(bootstrap, topic_set.acknowledgements.name, ack)
-    except CemsError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
     console.print(f"acknowledged {alert_id} ({line.latest.kind.value} on {line.latest.stack}) as {officer}")
 
 
