@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from contracts.alerts import Acknowledgement, AlertKind
-from contracts.errors import CemsError
 
-alerts_app = typer.Typer(help="The alerts the detection worker raised: list them, or follow them live.")
-console = Console()
-err = Console(stderr=True)
+from .common import console, err
+
+app = typer.Typer(help="The alerts the detection worker raised: list them, or follow them live.")
 
 _Namespace = Annotated[str | None, typer.Option(help="Kafka topic namespace (default: CEMS_TOPIC_NAMESPACE or cems)")]
 _Registry = Annotated[Path | None, typer.Option(help="device registry YAML, for districts (default: the sample)")]
-
-
-@contextmanager
-def _cli_errors() -> Iterator[None]:
-    """A CemsError ends the command with its message and exit code 1."""
-    try:
-        yield
-    except CemsError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
 
 
 def _context(namespace: str | None, registry: Path | None):  # type: ignore[no-untyped-def]
@@ -44,7 +30,7 @@ def _context(namespace: str | None, registry: Path | None):  # type: ignore[no-u
     return settings.bootstrap, topics(settings.topic_namespace), load_registry(registry or registry_path())
 
 
-@alerts_app.command("list")
+@app.command("list")
 def alerts_list(
     open_only: Annotated[bool, typer.Option("--open", help="only alerts not resolved")] = False,
     district: Annotated[str | None, typer.Option(help="only this district (as in the registry)")] = None,
@@ -55,12 +41,9 @@ def alerts_list(
     """Every alert in the alerts topic with its current state, oldest first."""
     from cems.alert_view import current_alerts, district_of, select
 
-    with _cli_errors():
-        bootstrap, topic_set, reg = _context(namespace, registry)
-        topic = topic_set.alerts.name
-        lines = select(
-            current_alerts(bootstrap, topic).values(), reg, open_only=open_only, district=district, kind=kind
-        )
+    bootstrap, topic_set, reg = _context(namespace, registry)
+    topic = topic_set.alerts.name
+    lines = select(current_alerts(bootstrap, topic).values(), reg, open_only=open_only, district=district, kind=kind)
     table = Table(title=f"{len(lines)} alerts in {topic}")
     for col in ("state", "severity", "kind", "enterprise", "stack", "parameter", "district", "start", "end", "reason"):
         table.add_column(col)
@@ -82,7 +65,7 @@ def alerts_list(
     console.print(table)
 
 
-@alerts_app.command("tail")
+@app.command("tail")
 def alerts_tail(
     from_beginning: Annotated[bool, typer.Option(help="show the topic's past events first")] = False,
     namespace: _Namespace = None,
@@ -91,10 +74,9 @@ def alerts_tail(
     """Follow alert events as the worker writes them (Ctrl-C stops)."""
     from cems.alert_view import AlertReader, describe
 
-    with _cli_errors():
-        bootstrap, topic_set, reg = _context(namespace, registry)
-        topic = topic_set.alerts.name
-        reader = AlertReader(bootstrap, topic, from_beginning=from_beginning)
+    bootstrap, topic_set, reg = _context(namespace, registry)
+    topic = topic_set.alerts.name
+    reader = AlertReader(bootstrap, topic, from_beginning=from_beginning)
     console.print(f"following {topic} (Ctrl-C stops)")
     try:
         while True:
@@ -106,7 +88,7 @@ def alerts_tail(
         reader.close()
 
 
-@alerts_app.command("ack")
+@app.command("ack")
 def alerts_ack(
     alert_id: Annotated[str, typer.Argument(help="the alert's id (see `cems alerts list`)")],
     officer: Annotated[str, typer.Option(help="who takes it")],
@@ -118,19 +100,16 @@ def alerts_ack(
 
     from cems.alert_view import current_alerts
 
-    with _cli_errors():
-        bootstrap, topic_set, _ = _context(namespace, None)
-        topic = topic_set.alerts.name
-        line = current_alerts(bootstrap, topic).get(alert_id)
-        if line is None:
-            raise typer.BadParameter(f"no alert {alert_id!r} in {topic}", param_hint="ALERT_ID")
-        if not line.is_open:
-            err.print(f"[yellow]alert {alert_id} is already resolved; nothing to acknowledge[/]")
-            raise typer.Exit(code=1)
-        ack = Acknowledgement(
-            alert_id=alert_id, stack=line.latest.stack, officer=officer, note=note, at=datetime.now(UTC)
-        )
-        _produce_acknowledgement(bootstrap, topic_set.acknowledgements.name, ack)
+    bootstrap, topic_set, _ = _context(namespace, None)
+    topic = topic_set.alerts.name
+    line = current_alerts(bootstrap, topic).get(alert_id)
+    if line is None:
+        raise typer.BadParameter(f"no alert {alert_id!r} in {topic}", param_hint="ALERT_ID")
+    if not line.is_open:
+        err.print(f"[yellow]alert {alert_id} is already resolved; nothing to acknowledge[/]")
+        raise typer.Exit(code=1)
+    ack = Acknowledgement(alert_id=alert_id, stack=line.latest.stack, officer=officer, note=note, at=datetime.now(UTC))
+    _produce_acknowledgement(bootstrap, topic_set.acknowledgements.name, ack)
     console.print(f"acknowledged {alert_id} ({line.latest.kind.value} on {line.latest.stack}) as {officer}")
 
 
