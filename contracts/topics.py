@@ -33,9 +33,20 @@ class Topics:
     alerts: TopicSpec
     ticks: TopicSpec
     acknowledgements: TopicSpec
+    notifications: TopicSpec
+    silences: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
-        return (self.readings, self.dead_letters, self.hourly_averages, self.alerts, self.ticks, self.acknowledgements)
+        return (
+            self.readings,
+            self.dead_letters,
+            self.hourly_averages,
+            self.alerts,
+            self.ticks,
+            self.acknowledgements,
+            self.notifications,
+            self.silences,
+        )
 
 
 def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
@@ -76,6 +87,18 @@ def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
             6,
             {"retention.ms": str(400 * DAY_MS)},
             "Officers' acknowledgements of alerts keyed by stack id, co-partitioned with readings",
+        ),
+        notifications=TopicSpec(
+            f"{prefix}.notifications",
+            1,
+            {"retention.ms": str(400 * DAY_MS)},
+            "The notifier's delivery log: each notice sent, failed or held back, to whom, when; its memory",
+        ),
+        silences=TopicSpec(
+            f"{prefix}.silences",
+            1,
+            {"cleanup.policy": "compact"},
+            "Silences for planned work keyed by silence id (latest version of each)",
         ),
     )
 

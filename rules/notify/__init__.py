@@ -1,0 +1,1 @@
+"""Notification decisions: routing, grouping, escalation, silences, messages. Pure."""
