@@ -9,6 +9,7 @@ COPY streams ./streams
 COPY rules ./rules
 COPY dashboards ./dashboards
 COPY simulators ./simulators
+COPY notify ./notify
 RUN pip install --no-cache-dir . && useradd --system --home /app cems && mkdir -p /app/.cems && chown cems /app/.cems
 USER cems
 ENV CEMS_STATE_DIR=/app/.cems PYTHONUNBUFFERED=1

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from contracts.errors import CemsError
 
-from . import alerts, contracts, dashboards, infra, replay, services, simulate, topics
+from . import alerts, contracts, dashboards, infra, notify, replay, services, simulate, topics
 from .common import err
 
 
@@ -40,5 +40,7 @@ app.add_typer(contracts.app, name="contracts")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(notify.app)  # notify
+app.add_typer(notify.silence_app, name="silence")
 
 __all__ = ["app"]

@@ -15,7 +15,7 @@ from contracts.errors import ConfigError
 
 ROOT_COMMANDS = [
     "gateway", "worker", "sink", "run", "simulate", "replay",
-    "infra", "contracts", "topics", "dashboards", "alerts",
+    "infra", "contracts", "topics", "dashboards", "alerts", "notify", "silence",
 ]  # fmt: skip
 GROUP_COMMANDS = {
     "infra": ["up", "down", "status", "mosquitto-config"],
@@ -23,6 +23,7 @@ GROUP_COMMANDS = {
     "topics": ["ensure"],
     "dashboards": ["generate", "verify"],
     "alerts": ["list", "tail", "ack"],
+    "silence": ["add", "expire", "list"],
 }
 
 
