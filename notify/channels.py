@@ -28,6 +28,7 @@ from rules.notify.config import (
     Endpoints,
     LogChannel,
     SmsChannel,
+    Smtp,
     WebhookChannel,
     WeComChannel,
 )
@@ -119,18 +120,39 @@ class Senders:
     def _email(self, channel: EmailChannel, message: Message, key: str) -> None:
         smtp = self.endpoints.smtp
         assert smtp is not None  # checked with the configuration
-        mode = {"none": "insecure", "starttls": "starttls", "ssl": "ssl"}[smtp.security]
-        scheme = "mailtos" if smtp.security != "none" else "mailto"
-        auth = f"{quote(smtp.username)}:{quote(smtp.password or '')}@" if smtp.username else ""
-        query = urlencode(
-            {"smtp": smtp.host, "from": smtp.sender, "to": ",".join(channel.to), "mode": mode, "format": "text",
-             "+X-Cems-Notice": key},
-        )  # fmt: skip
         notifier = apprise.Apprise()
-        if not notifier.add(f"{scheme}://{auth}{smtp.host}:{smtp.port}?{query}"):
+        if not notifier.add(email_url(smtp, channel.to, key)):
             raise DeliveryError(f"email: apprise refused the SMTP settings for {smtp.host}:{smtp.port}")
-        with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
+        with apprise.LogCapture(level=logging.DEBUG, fmt="%(message)s") as captured:  # type: ignore[no-untyped-call]
             ok = notifier.notify(title=message.title, body=message.text, body_format=apprise.NotifyFormat.TEXT)
         if not ok:
-            detail = " ".join(captured.getvalue().split())[-300:] or "no detail"
+            # apprise says why (the SMTP reply, a socket error) at debug level
+            lines = captured.getvalue().splitlines()
+            reasons = [line for line in lines if "exception" in line.lower() or "failed" in line.lower()]
+            detail = " ".join(" ".join(reasons).split())[-300:] or "no detail"
             raise DeliveryError(f"email to {', '.join(channel.to)} via {smtp.host}:{smtp.port}: {detail}")
+
+
+def email_url(smtp: Smtp, to: tuple[str, ...], key: str) -> str:
+    """apprise's URL for one message: our SMTP server, sender, recipients, and the notice id
+    as the ``X-Cems-Notice`` header."""
+    mode = {"none": "insecure", "starttls": "starttls", "ssl": "ssl"}[smtp.security]
+    scheme = "mailtos" if smtp.security != "none" else "mailto"
+    auth = f"{quote(smtp.username)}:{quote(smtp.password or '', safe='')}@" if smtp.username else ""
+    query = urlencode(
+        {"smtp": smtp.host, "from": smtp.sender, "to": ",".join(to), "mode": mode, "format": "text",
+         "+X-Cems-Notice": key},
+    )  # fmt: skip
+    return f"{scheme}://{auth}{smtp.host}:{smtp.port}?{query}"
+
+
+def check_email_channels(endpoints: Endpoints, channels: dict[str, tuple[EmailChannel, ...]]) -> list[str]:
+    """Problems apprise finds with the SMTP settings or addresses, per receiver."""
+    problems = []
+    for receiver, emails in channels.items():
+        for channel in emails:
+            assert endpoints.smtp is not None
+            if not apprise.Apprise().add(email_url(endpoints.smtp, channel.to, "check")):
+                problems.append(f"receivers.{receiver}: e-mail to {', '.join(channel.to)} via "
+                                f"{endpoints.smtp.host}: not a valid address or SMTP setting")  # fmt: skip
+    return problems

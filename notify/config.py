@@ -36,5 +36,17 @@ def expand(value: Any, env: Mapping[str, str], source: Path, where: str = "") ->
 
 
 def load_routing(path: Path, env: Mapping[str, str] | None = None) -> RoutingConfig:
+    from rules.notify.config import EmailChannel
+
+    from .channels import check_email_channels
+
     raw = load_yaml_mapping(path)
-    return routing_config(expand(raw, os.environ if env is None else env, path), path)
+    config = routing_config(expand(raw, os.environ if env is None else env, path), path)
+    emails = {
+        name: tuple(c for c in receiver.channels if isinstance(c, EmailChannel))
+        for name, receiver in config.receivers.items()
+    }
+    problems = check_email_channels(config.endpoints, {k: v for k, v in emails.items() if v})
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+    return config
