@@ -97,7 +97,7 @@ class SmtpServer:
                 if rig.refuse:
                     rig.refused += 1
                     return "554 5.7.1 refused by the test"
-                rig.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+                rig.messages.append(message_from_bytes(envelope.content, policy=policy.default))
                 return "250 OK"
 
         self.port = free_port()

@@ -69,7 +69,7 @@ def _endpoints(hooks: HookServer, smtp: SmtpServer) -> dict[str, Any]:
 def test_each_channel_receives_one_message_per_enterprise_with_the_facts(
     infra: InfraSettings, unique: str, tmp_path: Path, hooks: HookServer, smtp: SmtpServer
 ) -> None:
-    receivers = {
+    receivers: dict[str, list[dict[str, Any]]] = {
         "ding": [{"type": "dingtalk", "access_token": "tok-1", "secret": "SECabc"}],
         "wecom": [{"type": "wecom", "key": "key-1"}],
         "hook": [{"type": "webhook", "url": f"{hooks.url}/hooks/cems"}],
