@@ -1,8 +1,9 @@
 """``cems run``: the live pipeline as a few supervised processes.
 
-Starts the gateway, the detection worker and the InfluxDB sink (and, when asked, the
-simulated fleet), each logging to ``<state>/logs/<name>.log``; prints a progress line with
-what Kafka holds and a line for each alert event as the worker commits it; stops everything
+Starts the gateway, the detection worker, the InfluxDB sink and the notifier (and, when
+asked, the simulated fleet), each logging to ``<state>/logs/<name>.log``; prints a progress
+line with what Kafka holds, a line for each alert event as the worker commits it and one for
+each notice the notifier delivered (or held back); stops everything
 on Ctrl-C/SIGTERM. A service that exits with an error (the gateway does when a receive path
 dies, the worker on a fatal error) is started again, at most ``MAX_RESTARTS`` times in
 ``RESTART_WINDOW_S``; past that everything stops.
@@ -23,8 +24,10 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from contracts.errors import CemsError
+from contracts.notifications import DeliveryRecord, DeliveryStatus
 from contracts.registry import Registry
 from contracts.topics import Topics
+from notify.kafka_log import TopicReader
 
 from .alert_view import AlertReader, describe
 
@@ -84,6 +87,27 @@ def _alert_reader(bootstrap: str, topic: str, say: Callable[[str], None]) -> Ale
         return None
 
 
+def _notice_reader(bootstrap: str, topic: str, say: Callable[[str], None]) -> TopicReader | None:
+    """The notifier's delivery log from now on; none if the topic is not there."""
+    try:
+        return TopicReader(bootstrap, [topic], group="cems-run-notices", from_end=True)
+    except CemsError as exc:
+        say(f"notifications will not be shown: {exc}")
+        return None
+
+
+def describe_delivery(record: DeliveryRecord) -> str | None:
+    """A line for a notice delivered or undelivered, or held back by a silence (else None)."""
+    count = f"{len(record.items)} item{'s' if len(record.items) != 1 else ''}"
+    if record.status is DeliveryStatus.DELIVERED:
+        return f"[bold blue]    notified[/] {record.receiver} via {record.channel}: {record.title} ({count})"
+    if record.status is DeliveryStatus.UNDELIVERED:
+        return f"[bold red] undelivered[/] {record.receiver}: {count}, every channel failed; retrying"
+    if record.status is DeliveryStatus.SILENCED:
+        return f"[dim]   held back[/] {record.receiver}: {count} (silence {record.silence_id})"
+    return None
+
+
 def supervise(
     services: list[Service],
     log_dir: Path,
@@ -119,6 +143,7 @@ def supervise(
             stop.set()
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "cems-run-progress", "enable.auto.commit": False})
     alerts = _alert_reader(bootstrap, topic_set.alerts.name, say)
+    notices = _notice_reader(bootstrap, topic_set.notifications.name, say)
     code = 0
     next_report = time.monotonic() + report_every_s
     try:
@@ -144,6 +169,11 @@ def supervise(
             if alerts is not None:
                 for event in alerts.poll():
                     say(describe(event, registry))
+            if notices is not None:
+                for record in notices.poll(0.0):
+                    line = describe_delivery(DeliveryRecord.model_validate_json(record.value))
+                    if line is not None:
+                        say(line)
             if time.monotonic() >= next_report and not stop.is_set():
                 sizes = {
                     "readings": topic_size(probe, topic_set.readings.name),
@@ -158,6 +188,8 @@ def supervise(
         probe.close()
         if alerts is not None:
             alerts.close()
+        if notices is not None:
+            notices.close()
         for svc in reversed(services):
             if svc.proc is not None and svc.proc.poll() is None:
                 svc.proc.send_signal(signal.SIGTERM)

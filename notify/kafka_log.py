@@ -25,10 +25,11 @@ class Record:
 
 
 class TopicReader:
-    """Reads whole topics (all partitions, from their beginning, read_committed).
-    ``caught_up()`` says whether everything written before it started has been read."""
+    """Reads whole topics (all partitions, from their beginning, or only what comes after
+    it started with ``from_end``; read_committed). ``caught_up()`` says whether everything
+    written before it started has been read."""
 
-    def __init__(self, bootstrap: str, topics: list[str], *, group: str) -> None:
+    def __init__(self, bootstrap: str, topics: list[str], *, group: str, from_end: bool = False) -> None:
         try:
             self.consumer = Consumer(
                 {
@@ -48,7 +49,7 @@ class TopicReader:
                 for partition in sorted(meta.partitions):
                     low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
                     self.ends[(topic, partition)] = high
-                    assigned.append(TopicPartition(topic, partition, low))
+                    assigned.append(TopicPartition(topic, partition, high if from_end else low))
             self.consumer.assign(assigned)
         except KafkaException as exc:
             raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc
@@ -134,3 +135,19 @@ class LogWriter:
         self.producer.flush(10)
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def produce_confirmed(bootstrap: str, topic: str, key: str, value: bytes, what: str) -> None:
+    """Write one record and wait until Kafka confirmed it (for command-line tools)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    failed: list[str] = []
+    try:
+        producer.produce(topic, key=key.encode(), value=value,
+                         on_delivery=lambda err, _msg: failed.append(str(err)) if err else None)  # fmt: skip
+        left = producer.flush(30)
+    except (KafkaException, BufferError) as exc:
+        raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc
+    if left or failed:
+        raise InfrastructureError(
+            f"kafka at {bootstrap}: the {what} was not confirmed: {failed or 'timeout after 30 s'}"
+        )

@@ -21,11 +21,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from contracts.alerts import AlertEvent
-from contracts.errors import InfrastructureError
+from contracts.errors import ConfigError, InfrastructureError
 from contracts.notifications import DeliveryRecord, DeliveryStatus, Silence, split_item
 from contracts.topics import Topics
 from rules.notify.config import Channel, RoutingConfig
@@ -34,6 +35,7 @@ from rules.notify.render import Message, facts_of, render
 from rules.notify.routing import Directory
 
 from . import metrics
+from .api import create_api
 from .channels import DeliveryError, Senders
 from .kafka_log import LogWriter, Record, TopicReader
 from .settings import NotifySettings
@@ -55,12 +57,15 @@ class Notifier:
         *,
         max_delay_s: int,
         poll_s: float = 0.2,
+        api: tuple[str, int, str] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topic_set
         self.config = config
         self.places = places
         self.poll_s = poll_s
+        #: (host, port, token) of the HTTP API, or None
+        self.api = api
         self.book = NotifyBook(config, places, max_delay_s=max_delay_s)
         self.busy: set[tuple[str, str]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -200,6 +205,7 @@ class Notifier:
         reader = await asyncio.to_thread(self.catch_up)
         self.writer = LogWriter(self.bootstrap, self.topics.notifications.name)
         senders = Senders(self.config.endpoints, self.config.delivery.timeout_s)
+        api_runner, acks = await self._start_api()
         try:
             while not stop.is_set():
                 for done in [t for t in self.tasks if t.done()]:
@@ -215,8 +221,23 @@ class Notifier:
             for task in self.tasks:
                 task.cancel()
             await senders.close()
+            if api_runner is not None:
+                await api_runner.cleanup()
+            if acks is not None:
+                acks.close()
             self.writer.close()
             reader.close()
+
+    async def _start_api(self) -> tuple[web.AppRunner | None, LogWriter | None]:
+        if self.api is None:
+            return None, None
+        host, port, token = self.api
+        acks = LogWriter(self.bootstrap, self.topics.acknowledgements.name)
+        runner = web.AppRunner(create_api(self.book, acks, token), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("API on http://%s:%d/api/v1/", host, port)
+        return runner, acks
 
     async def _step(self, senders: Senders) -> None:
         plan = self.book.plan(_now(), frozenset(self.busy))
@@ -255,8 +276,13 @@ def run_notifier(settings: NotifySettings) -> int:
     places = directory(load_registry(settings.registry))
     if settings.notify_metrics_port:
         start_http_server(settings.notify_metrics_port, addr=settings.host)
+    api = None
+    if settings.notify_api_port:
+        if settings.notify_api_token is None:
+            raise ConfigError("the notifier's API needs a token: set CEMS_NOTIFY_API_TOKEN (or no API port)")
+        api = (settings.host, settings.notify_api_port, settings.notify_api_token.get_secret_value())
     notifier = Notifier(settings.bootstrap, topics(settings.topic_namespace), config, places,
-                        max_delay_s=settings.notify_max_delay_s, poll_s=settings.notify_poll_s)  # fmt: skip
+                        max_delay_s=settings.notify_max_delay_s, poll_s=settings.notify_poll_s, api=api)  # fmt: skip
 
     async def main() -> None:
         stop = asyncio.Event()

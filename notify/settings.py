@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from contracts.registry import SAMPLE_REGISTRY
 from contracts.settings import KafkaSettings
 
@@ -20,3 +22,7 @@ class NotifySettings(KafkaSettings):
     notify_max_delay_s: int = 24 * 3600
     #: the longest the notifier sleeps between looks at its topics
     notify_poll_s: float = 0.2
+    #: the HTTP API (acknowledgements for the case console) on host:port (0 = off); it needs
+    #: a bearer token
+    notify_api_port: int = 0
+    notify_api_token: SecretStr | None = None

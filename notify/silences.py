@@ -6,13 +6,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import KafkaException, Producer
-
-from contracts.errors import InfrastructureError
 from contracts.notifications import DeliveryRecord, DeliveryStatus, Matcher, Silence
 from contracts.topics import Topics
 
-from .kafka_log import TopicReader
+from .kafka_log import TopicReader, produce_confirmed
 
 
 def new_silence(matchers: list[Matcher], starts_at: datetime, ends_at: datetime, author: str, reason: str) -> Silence:
@@ -21,18 +18,7 @@ def new_silence(matchers: list[Matcher], starts_at: datetime, ends_at: datetime,
 
 
 def put_silence(bootstrap: str, topic_set: Topics, silence: Silence) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
-    failed: list[str] = []
-    try:
-        producer.produce(
-            topic_set.silences.name, key=silence.id.encode(), value=silence.model_dump_json().encode(),
-            on_delivery=lambda err, _msg: failed.append(str(err)) if err else None,
-        )  # fmt: skip
-        left = producer.flush(15)
-    except KafkaException as exc:
-        raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc
-    if left or failed:
-        raise InfrastructureError(f"kafka at {bootstrap}: the silence was not confirmed: {failed or 'timeout'}")
+    produce_confirmed(bootstrap, topic_set.silences.name, silence.id, silence.model_dump_json().encode(), "silence")
 
 
 @dataclass

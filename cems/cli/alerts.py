@@ -109,19 +109,8 @@ def alerts_ack(
         err.print(f"[yellow]alert {alert_id} is already resolved; nothing to acknowledge[/]")
         raise typer.Exit(code=1)
     ack = Acknowledgement(alert_id=alert_id, stack=line.latest.stack, officer=officer, note=note, at=datetime.now(UTC))
-    _produce_acknowledgement(bootstrap, topic_set.acknowledgements.name, ack)
+    from notify.kafka_log import produce_confirmed
+
+    value = ack.model_dump_json().encode()
+    produce_confirmed(bootstrap, topic_set.acknowledgements.name, ack.stack, value, "acknowledgement")
     console.print(f"acknowledged {alert_id} ({line.latest.kind.value} on {line.latest.stack}) as {officer}")
-
-
-def _produce_acknowledgement(bootstrap: str, topic: str, ack: Acknowledgement) -> None:
-    from confluent_kafka import KafkaException, Producer
-
-    from contracts.errors import InfrastructureError
-
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
-    try:
-        producer.produce(topic, key=ack.stack.encode(), value=ack.model_dump_json().encode())
-        if producer.flush(30):
-            raise InfrastructureError(f"kafka at {bootstrap}: the acknowledgement was not confirmed in 30 s")
-    except KafkaException as exc:
-        raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc

@@ -21,6 +21,9 @@ def notify(
     registry: RegistryOption = None,
     namespace: NamespaceOption = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 0)")] = None,
+    api_port: Annotated[
+        int | None, typer.Option(help="HTTP API port (acknowledgements), 0 = off; needs CEMS_NOTIFY_API_TOKEN")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the notification service: alerts in; e-mail, DingTalk, WeCom, webhook and SMS out.
@@ -38,8 +41,9 @@ def notify(
 
     setup_logging(log_level)
     settings = NotifySettings(
-        **given(routing=routing, registry=registry, topic_namespace=namespace, notify_metrics_port=metrics_port)
-    )
+        **given(routing=routing, registry=registry, topic_namespace=namespace, notify_metrics_port=metrics_port,
+                notify_api_port=api_port)
+    )  # fmt: skip
     ensure_topics(settings.bootstrap, topics(settings.topic_namespace).all())
     raise typer.Exit(code=run_notifier(settings))
 

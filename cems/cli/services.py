@@ -146,11 +146,12 @@ def run(
     ] = None,
     speed: Annotated[float, typer.Option(help="simulation speed (event time per wall time)")] = 20.0,
 ) -> None:
-    """Run the live pipeline: gateway, detection worker and InfluxDB sink, supervised.
+    """Run the live pipeline: gateway, detection worker, InfluxDB sink and notifier, supervised.
 
     Needs the infrastructure (`cems infra up`). Logs go to .cems/logs/; a progress line shows
-    what Kafka holds. With --simulate, the simulated fleet publishes over MQTT too (its
-    recent past, accelerated, ending now). Ctrl-C stops everything.
+    what Kafka holds, a line for each alert event and each notice delivered. With --simulate,
+    the simulated fleet publishes over MQTT too (its recent past, accelerated, ending now).
+    Ctrl-C stops everything.
     """
     from cems.infra.settings import InfraSettings
     from cems.run import Service, supervise
@@ -163,6 +164,7 @@ def run(
         Service("gateway", ["gateway", *ns], ready_marker=b'"gateway running"'),
         Service("worker", ["worker", *ns], ready_marker=b"[^Worker]: Ready"),
         Service("sink", ["sink", *ns], ready_marker=b"sink running"),
+        Service("notify", ["notify", *ns], ready_marker=b"caught up"),
     ]
     if simulate:
         sim_args = ["simulate", "--scenario", simulate, "--speed", str(speed)]

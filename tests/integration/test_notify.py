@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ from cems.topics import ensure_topics
 from contracts.alerts import AlertEventType
 from contracts.topics import Topics, topics
 
-from .helpers import CemsProcess, consume_all, infra_env
+from .helpers import CemsProcess, consume_all, free_port, infra_env
 from .notify_rig import HookServer, SmtpServer, alert, publish, wait_for, write_routing
 
 pytestmark = pytest.mark.integration
@@ -212,3 +213,51 @@ def test_a_silence_holds_back_records_what_it_held_and_releases_at_its_end(
     assert [r.body["group"] for r in hooks.on("/officer")] == ["jy-coke-1", "jy-power-1"]
     held = [r for r in _log(infra, topic_set, expect=5) if r["status"] == "silenced"]
     assert len(held) == 1 and held[0]["silence_id"] == silence_id
+
+
+def test_the_api_puts_an_acknowledgement_on_the_topic_keyed_by_stack(
+    infra: InfraSettings, unique: str, tmp_path: Path, hooks: HookServer
+) -> None:
+    routing = write_routing(
+        tmp_path / "routing.yaml", {"officer": [{"type": "webhook", "url": f"{hooks.url}/officer"}]},
+        [{"name": "all", "levels": [{"receivers": ["officer"]}]}],
+    )  # fmt: skip
+    ns = f"n{unique}"
+    topic_set = topics(ns)
+    ensure_topics(infra.kafka_bootstrap, topic_set.all())
+    opened, gone = alert("jy-power-1-s2", "so2"), alert("jy-coke-1-s1", "so2")
+    resolved = gone.model_copy(update={"event": AlertEventType.RESOLVED, "end": gone.start})
+    publish(infra.kafka_bootstrap, topic_set.alerts.name, [opened, gone, resolved])
+    port = free_port()
+    notifier = CemsProcess(
+        ["notify", "--routing", str(routing), "--namespace", ns, "--api-port", str(port)], tmp_path / "notify.log",
+        b"API on", {**infra_env(infra), "CEMS_NOTIFY_API_TOKEN": "s3cret"},
+    )  # fmt: skip
+    notifier.start()
+    base, auth = f"http://127.0.0.1:{port}/api/v1/alerts", {"Authorization": "Bearer s3cret"}
+    try:
+        with httpx.Client(timeout=10) as http:
+            assert http.post(f"{base}/{opened.alert_id}/acknowledge", json={"officer": "wang"}).status_code == 401
+            wrong = {"Authorization": "Bearer guess"}
+            assert (
+                http.post(f"{base}/{opened.alert_id}/acknowledge", json={"officer": "wang"}, headers=wrong).status_code
+                == 401
+            )
+            assert http.post(f"{base}/nope/acknowledge", json={"officer": "wang"}, headers=auth).status_code == 404
+            assert (
+                http.post(f"{base}/{gone.alert_id}/acknowledge", json={"officer": "wang"}, headers=auth).status_code
+                == 409
+            )
+            bad = http.post(f"{base}/{opened.alert_id}/acknowledge", json={"officer": ""}, headers=auth)
+            assert bad.status_code == 400 and "officer" in bad.json()["error"]
+            ok = http.post(f"{base}/{opened.alert_id}/acknowledge", json={"officer": "wang", "note": "on my way"},
+                           headers=auth)  # fmt: skip
+            assert ok.status_code == 202, ok.text
+            shown = http.get(f"{base}/{opened.alert_id}", headers=auth).json()
+            assert shown["state"] == "open" and shown["latest"]["stack"] == "jy-power-1-s2"
+    finally:
+        notifier.stop()
+    acks = consume_all(infra.kafka_bootstrap, topic_set.acknowledgements.name, expect=1, timeout_s=10, settle_s=0.5)
+    assert [(a["alert_id"], a["stack"], a["officer"], a["note"]) for a in acks] == [
+        (opened.alert_id, "jy-power-1-s2", "wang", "on my way")
+    ]
