@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 import apprise
 import httpx
+from apprise.utils.parse import is_email
 
 from contracts.errors import CemsError
 from rules.notify.config import (
@@ -152,7 +153,11 @@ def check_email_channels(endpoints: Endpoints, channels: dict[str, tuple[EmailCh
     for receiver, emails in channels.items():
         for channel in emails:
             assert endpoints.smtp is not None
-            if not apprise.Apprise().add(email_url(endpoints.smtp, channel.to, "check")):
+            # apprise drops an address it cannot use and would then mail the sender instead
+            wrong = [address for address in channel.to if not is_email(address)]  # type: ignore[no-untyped-call]
+            if wrong:
+                problems.append(f"receivers.{receiver}: e-mail to {', '.join(wrong)}: not an e-mail address")
+            elif not apprise.Apprise().add(email_url(endpoints.smtp, channel.to, "check")):
                 problems.append(f"receivers.{receiver}: e-mail to {', '.join(channel.to)} via "
                                 f"{endpoints.smtp.host}: not a valid address or SMTP setting")  # fmt: skip
     return problems
