@@ -106,8 +106,8 @@ def test_dingtalk_signature_is_hmac_sha256_of_timestamp_and_secret() -> None:
 
 
 def test_run_shows_deliveries_and_holds_but_not_attempts() -> None:
-    base: dict[str, Any] = {"notice_id": "n", "receiver": "urban-officer", "group": "jy-power-1", "items": ("a|firing", "b|firing"),
-            "at": datetime(2026, 11, 29, tzinfo=UTC)}  # fmt: skip
+    base: dict[str, Any] = {"notice_id": "n", "receiver": "urban-officer", "group": "jy-power-1",
+                            "items": ("a|firing", "b|firing"), "at": datetime(2026, 11, 29, tzinfo=UTC)}  # fmt: skip
     shown = describe_delivery(DeliveryRecord(**base, status=DeliveryStatus.DELIVERED, channel="log#0", title="T"))
     assert shown is not None and "urban-officer via log#0: T (2 items)" in shown
     held = describe_delivery(DeliveryRecord(**base, status=DeliveryStatus.SILENCED, silence_id="s1"))
