@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.alerts import AlertEvent, HourlyAverage
+from contracts.evidence import check_evidence
 from contracts.reading import Reading
 
 from . import bypass, exceedance, falsification, gaps
@@ -90,6 +91,8 @@ class DetectionEngine:
         self._close_hours(state, profile, before=limit - limit % HOUR, out=out)
         if check_gaps:
             out.events += gaps.check_gaps(state, profile, settings, now)
+        for event in out.events:  # each kind's evidence has its fields, with their types
+            check_evidence(event.kind, event.evidence)
         return out
 
     def _close_hours(self, state: StackState, profile: StackProfile, before: int, out: Output) -> None:
