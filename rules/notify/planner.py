@@ -191,12 +191,13 @@ class NotifyBook:
             self.done.update((record.receiver, item) for item in record.items)
 
     # -- planning ----------------------------------------------------------------------------
-    def plan(self, now: datetime, busy: frozenset[str] = frozenset()) -> Plan:
-        """What is due at ``now``; receivers in ``busy`` (being sent to) are left for later."""
+    def plan(self, now: datetime, busy: frozenset[tuple[str, str]] = frozenset()) -> Plan:
+        """What is due at ``now``; (receiver, group) pairs in ``busy`` (a notice is being sent
+        to them) are left for later, so each group's messages go out in order."""
         notices: list[Notice] = []
         taken: set[tuple[str, str]] = set()
         for record in self.in_doubt.values():
-            if record.receiver not in busy:
+            if (record.receiver, record.group) not in busy:
                 notices.append(Notice(record.notice_id, record.receiver, record.group, record.items, resend=True))
             taken.update((record.receiver, item) for item in record.items)
 
@@ -214,12 +215,12 @@ class NotifyBook:
                     pending = pending or key in taken
                     continue
                 pending = True
-                if receiver in busy:
+                group = tracked.first.enterprise
+                if (receiver, group) in busy:
                     continue
                 if candidate.ready_at > now:
                     wake.append(candidate.ready_at)
                     continue
-                group = tracked.first.enterprise
                 if (now - candidate.ready_at).total_seconds() > self.max_delay_s:
                     logged.append(Logged(Outcome.EXPIRE, receiver, group, (candidate.item,)))
                     continue

@@ -210,7 +210,7 @@ def test_a_notice_logged_sending_without_outcome_is_sent_again_as_it_was() -> No
     assert again.notices[0].resend and again.notices[0].notice_id == notice.notice_id
     assert again.notices[0].items == notice.items
     assert len(again.notices) == 1  # the new alert waits for the group interval after the resend
-    assert b.plan(at(61), busy=frozenset({"officer"})).notices == []
+    assert b.plan(at(61), busy=frozenset({("officer", "jy-power-1")})).notices == []
 
 
 def test_items_older_than_the_max_delay_are_expired_not_sent() -> None:
