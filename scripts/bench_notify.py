@@ -1,7 +1,7 @@
 """Notifier throughput and latency against the real Kafka and a real `cems notify` process.
 
     .venv/bin/python scripts/bench_notify.py [--alerts 5000] [--rate 20] [--seconds 30]
-        [--posts 2000] [--concurrency N] [--profile PATH]
+        [--posts 2000] [--concurrency N] [--open-alerts 50000] [--profile PATH]
 
 Needs `cems infra up`. Each phase uses a fresh topic namespace (``bench<uuid>``), deleted at
 the end. The routing sends every alert to one webhook receiver on a real local HTTP server
@@ -10,7 +10,7 @@ the end. The routing sends every alert to one webhook receiver on a real local H
 - **planner**: ``NotifyBook.add_event`` for the burst's events, then ``plan(now)`` with all
   of them due, then (everything delivered) ``plan(now)`` again with nothing due, which is
   what the notifier pays on every loop (at most ``notify_poll_s`` apart) while the alerts stay
-  open. In-process, no I/O.
+  open; and that last call again with ``--open-alerts`` open alerts. In-process, no I/O.
 - **burst**: ``--alerts`` distinct alert events (the sample registry's stacks, pollutants and
   hours) produced at once to the alerts topic of a running `cems notify`; the clock runs from
   the first produce until the webhook has received every alert id. ``--profile`` samples the
@@ -20,8 +20,9 @@ the end. The routing sends every alert to one webhook receiver on a real local H
   requests in flight as the notifier can have for one receiver (one per enterprise).
 - **latency**: ``--rate`` alerts/s for ``--seconds`` to a fresh notifier; per alert, from its
   Kafka timestamp (CreateTime, from the delivery report) to the webhook request that carried
-  it; beside it, a plain consumer on the same topic in the same run: Kafka's own produce to
-  consume latency, measured the same way.
+  it; beside it, two plain consumers on the same topic in the same run: Kafka's own produce
+  to consume latency with ``poll()``, and with ``consume(1000, notify_poll_s)`` as the
+  notifier's ``TopicReader`` reads, measured the same way.
 """
 
 from __future__ import annotations
@@ -280,20 +281,30 @@ def raw_consume(bootstrap: str, topic: str, expect: int) -> float:
         consumer.close()
 
 
-def raw_posts(url: str, body: dict[str, Any], count: int, concurrency: int) -> float:
-    """Requests/s of one httpx AsyncClient posting ``body`` with ``concurrency`` in flight."""
+def raw_posts(url: str, body: dict[str, Any], count: int, concurrency: int) -> tuple[float, int]:
+    """Requests/s of one httpx AsyncClient posting ``body`` with ``concurrency`` in flight,
+    and how many attempts failed at the transport (each is tried again, as the notifier would)."""
 
-    async def run() -> float:
+    async def run() -> tuple[float, int]:
+        failed = 0
         async with httpx.AsyncClient(timeout=10) as client:
             todo = iter(range(count))
 
             async def worker() -> None:
+                nonlocal failed
                 for _ in todo:
-                    (await client.post(url, json=body)).raise_for_status()
+                    for attempt in range(3):
+                        try:
+                            (await client.post(url, json=body)).raise_for_status()
+                            break
+                        except httpx.TransportError:
+                            failed += 1
+                            if attempt == 2:
+                                raise
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return count / (time.perf_counter() - started)
+            return count / (time.perf_counter() - started), failed
 
     return asyncio.run(run())
 
@@ -375,6 +386,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="length of the paced stream")
     parser.add_argument("--posts", type=int, default=2000, help="requests of the raw HTTP measurement")
     parser.add_argument("--concurrency", type=int, default=0, help="raw HTTP requests in flight (0: enterprises)")
+    parser.add_argument("--open-alerts", type=int, default=50000, help="open alerts for plan()'s cost at scale")
     parser.add_argument("--profile", type=Path, help="sample the notifier with py-spy during the burst, to PATH")
     args = parser.parse_args()
 
@@ -406,6 +418,10 @@ def main() -> None:
             f"{planner.first_plan_s * 1000:.0f} ms ({planner.notices} notices); "
             f"plan with nothing due {planner.idle_plan_s * 1000:.1f} ms")  # fmt: skip
 
+        many = alert_events(args.open_alerts, first_hour)
+        idle_many_s = bench_planner(burst_routing, many, idle_calls=3).idle_plan_s
+        say(f"  plan with {len(many):,} open alerts, nothing due {idle_many_s * 1000:.0f} ms")
+
         say(f"[bold]burst[/]: {len(burst):,} alerts to `cems notify`")
         figures = bench_burst(infra, burst_topics, burst_routing, hooks, burst, work, args.profile)
         say(f"  {len(burst):,} alerts at the webhook in {figures.seconds:.1f}s, {figures.requests} requests")
@@ -415,8 +431,9 @@ def main() -> None:
         say(f"  plain consumer {consume_per_s:,.0f} records/s")
         body = {"notice_id": "raw", "receiver": "hook", "group": burst[0].enterprise, "items": [],
                 "alerts": [burst[0].model_dump(mode="json")]}  # fmt: skip
-        posts_per_s = raw_posts(f"{hooks.url}/raw", body, args.posts, concurrency)
-        say(f"  httpx to the HTTP server {posts_per_s:,.0f} requests/s ({concurrency} in flight)")
+        posts_per_s, post_errors = raw_posts(f"{hooks.url}/raw", body, args.posts, concurrency)
+        say(f"  httpx to the HTTP server {posts_per_s:,.0f} requests/s ({concurrency} in flight, "
+            f"{post_errors} transport errors retried)")  # fmt: skip
 
         say(f"[bold]latency[/]: {args.rate:g} alerts/s for {args.seconds:g}s")
         latency = bench_latency(infra, paced_topics, routing_file(work, hooks, "/paced"), hooks, paced, args.rate,
@@ -441,6 +458,9 @@ def main() -> None:
     table.add_row(f"  plan(now), nothing due, {len(burst):,} open alerts: ms per call",
                   f"{planner.idle_plan_s * 1000:.1f}", f"poll every {poll_s * 1000:.0f} ms",
                   f"{planner.idle_plan_s / poll_s:.2f} of a poll")  # fmt: skip
+    table.add_row(f"  plan(now), nothing due, {args.open_alerts:,} open alerts: ms per call",
+                  f"{idle_many_s * 1000:.1f}", f"poll every {poll_s * 1000:.0f} ms",
+                  f"{idle_many_s / poll_s:.2f} of a poll")  # fmt: skip
     table.add_row("webhook requests/s during the burst (notices)",
                   f"{requests_per_s:,.1f} ({len(burst) / figures.requests:,.0f} alerts each)",
                   f"{posts_per_s:,.0f} httpx POST/s ({concurrency} in flight)",
@@ -456,7 +476,7 @@ def main() -> None:
             f"{notifier_lat[i] / kafka_lat[i]:,.1f}",
         )
     for i, name in enumerate(("p50", "p99", "max")):
-        table.add_row(f"  of which Kafka to consume(1000, {poll_s:g}s) as the notifier reads, {name} (ms)",
+        table.add_row(f"  Kafka to consume(1000, {poll_s:g}s), the notifier's read call, {name} (ms)",
                       f"{batch_lat[i] * 1000:,.0f}", f"{kafka_lat[i] * 1000:,.0f} produce to poll()",
                       f"{batch_lat[i] / kafka_lat[i]:,.1f}")  # fmt: skip
     console.print(table)
