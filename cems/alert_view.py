@@ -12,11 +12,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
 from contracts.alerts import AlertEvent, AlertEventType, AlertKind, Severity
-from contracts.errors import InfrastructureError
 from contracts.registry import Registry
+from notify.kafka_log import TopicReader
 
 _EVENT_STYLE = {
     AlertEventType.OPENED: "bold red",
@@ -99,61 +97,18 @@ class AlertReader:
 
     def __init__(self, bootstrap: str, topic: str, *, from_beginning: bool, group: str = "cems-alerts-view") -> None:
         self.topic = topic
-        try:
-            self.consumer = Consumer(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "group.id": group,
-                    "enable.auto.commit": False,
-                    "isolation.level": "read_committed",
-                }
-            )
-            meta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
-        except KafkaException as exc:
-            raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc
-        if meta is None or meta.error is not None:
-            raise InfrastructureError(f"kafka at {bootstrap}: no topic {topic} (`cems topics ensure`)")
-        self.partitions = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-        self.ends: dict[int, int] = {}
-        starts = []
-        for tp in self.partitions:
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
-            self.ends[tp.partition] = high
-            starts.append(TopicPartition(topic, tp.partition, low if from_beginning else high))
-        self.consumer.assign(starts)
-        self._positions: dict[int, int] = {tp.partition: int(tp.offset) for tp in starts}
+        self.reader = TopicReader(bootstrap, [topic], group=group, from_end=not from_beginning)
 
     def poll(self, timeout_s: float = 0.0, max_events: int = 500) -> list[AlertEvent]:
-        out: list[AlertEvent] = []
-        for msg in self.consumer.consume(max_events, timeout_s):
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise InfrastructureError(f"kafka: reading {self.topic}: {error}", retryable=True)
-            self._positions[msg.partition()] = msg.offset() + 1
-            value = msg.value()
-            if value is not None:
-                out.append(AlertEvent.model_validate_json(value))
-        return out
+        return [AlertEvent.model_validate_json(r.value) for r in self.reader.poll(timeout_s, max_events)]
 
     def until_end(self, timeout_s: float = 30.0) -> Iterator[AlertEvent]:
         """Everything up to the end offsets seen at start (transaction markers included)."""
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            yield from self.poll(timeout_s=0.5)
-            if all(self._position(p) >= end for p, end in self.ends.items()):
-                return
-        raise InfrastructureError(f"kafka: reading {self.topic} took over {timeout_s:.0f}s")
-
-    def _position(self, partition: int) -> int:
-        [tp] = self.consumer.position([TopicPartition(self.topic, partition)])
-        return max(self._positions.get(partition, 0), int(tp.offset))
+        for record in self.reader.until_caught_up(timeout_s):
+            yield AlertEvent.model_validate_json(record.value)
 
     def close(self) -> None:
-        self.consumer.close()
+        self.reader.close()
 
 
 def current_alerts(bootstrap: str, topic: str) -> dict[str, AlertLine]:

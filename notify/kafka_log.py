@@ -42,6 +42,8 @@ class TopicReader:
             )
             assigned: list[TopicPartition] = []
             self.ends: dict[tuple[str, int], int] = {}
+            #: the next offset to read per partition, as far as this reader knows
+            self.positions: dict[tuple[str, int], int] = {}
             for topic in topics:
                 meta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
                 if meta is None or meta.error is not None:
@@ -49,7 +51,9 @@ class TopicReader:
                 for partition in sorted(meta.partitions):
                     low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
                     self.ends[(topic, partition)] = high
-                    assigned.append(TopicPartition(topic, partition, high if from_end else low))
+                    start = high if from_end else low
+                    self.positions[(topic, partition)] = start
+                    assigned.append(TopicPartition(topic, partition, start))
             self.consumer.assign(assigned)
         except KafkaException as exc:
             raise InfrastructureError(f"kafka at {bootstrap}: {exc}", retryable=True) from exc
@@ -57,7 +61,9 @@ class TopicReader:
     def poll(self, timeout_s: float, max_records: int = 1000) -> list[Record]:
         out: list[Record] = []
         try:
-            messages = self.consumer.consume(max_records, timeout_s)
+            # wait for the first record only, then take what is already fetched
+            first = self.consumer.poll(timeout_s)
+            messages = [] if first is None else [first, *self.consumer.consume(max_records - 1, 0)]
         except KafkaException as exc:
             raise InfrastructureError(f"kafka: {exc}", retryable=True) from exc
         for msg in messages:
@@ -66,16 +72,22 @@ class TopicReader:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise InfrastructureError(f"kafka: reading {msg.topic()}: {error}", retryable=True)
+            self.positions[(msg.topic(), msg.partition())] = msg.offset() + 1
             value = msg.value()
             if value is not None:
                 out.append(Record(msg.topic(), value, datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)))
         return out
 
     def caught_up(self) -> bool:
-        parts = [TopicPartition(t, p) for (t, p) in self.ends]
-        positions = self.consumer.position(parts)
-        return all(tp.offset >= self.ends[(tp.topic, tp.partition)] or self.ends[(tp.topic, tp.partition)] == 0
-                   for tp in positions)  # fmt: skip
+        """Read up to the end offsets seen at start (past transaction markers too: the
+        consumer's position moves over them, the records read alone would not)."""
+        behind = [key for key, end in self.ends.items() if self.positions[key] < end]
+        if not behind:
+            return True
+        for tp in self.consumer.position([TopicPartition(t, p) for t, p in behind]):
+            key = (tp.topic, tp.partition)
+            self.positions[key] = max(self.positions[key], int(tp.offset))
+        return all(self.positions[key] >= self.ends[key] for key in behind)
 
     def until_caught_up(self, timeout_s: float = 120.0) -> Iterator[Record]:
         deadline = time.monotonic() + timeout_s

@@ -129,7 +129,8 @@ class Notifier:
 
     async def _deliver(self, notice: Notice, senders: Senders) -> None:
         receiver = self.config.receivers[notice.receiver]
-        latest = {alert_id: t.latest for alert_id, t in self.book.alerts.items() if alert_id in _alerts_of(notice)}
+        ids = _alerts_of(notice)
+        latest = {alert_id: self.book.alerts[alert_id].latest for alert_id in ids if alert_id in self.book.alerts}
         facts = facts_of(notice.items, latest)
         message = render(facts, notice.group, self.places, language=receiver.language, zone=self.config.zone,
                          grafana_url=self.config.grafana_url)  # fmt: skip
@@ -207,13 +208,19 @@ class Notifier:
         senders = Senders(self.config.endpoints, self.config.delivery.timeout_s)
         api_runner, acks = await self._start_api()
         try:
+            changed, wake_at = True, None
             while not stop.is_set():
                 for done in [t for t in self.tasks if t.done()]:
                     self.tasks.discard(done)
                     done.result()  # a delivery that could not be logged stops the service
-                await self._step(senders)
-                for record in await asyncio.to_thread(reader.poll, self.poll_s):
+                    changed = True
+                # planning walks every open alert: only when something changed or came due
+                if changed or (wake_at is not None and _now() >= wake_at):
+                    wake_at = await self._step(senders)
+                records = await asyncio.to_thread(reader.poll, self.poll_s)
+                for record in records:
                     self._fold(record)
+                changed = bool(records)
                 metrics.ACTIVE_ALERTS.set(len(self.book.active))
             if self.tasks:
                 await asyncio.wait(self.tasks, timeout=self.config.delivery.timeout_s * 2)
@@ -239,7 +246,8 @@ class Notifier:
         log.info("API on http://%s:%d/api/v1/", host, port)
         return runner, acks
 
-    async def _step(self, senders: Senders) -> None:
+    async def _step(self, senders: Senders) -> datetime | None:
+        """Log and start what is due; return when to plan again if nothing changes."""
         plan = self.book.plan(_now(), frozenset(self.busy))
         for entry in plan.logged:
             await self._log_entry(entry)
@@ -250,6 +258,7 @@ class Notifier:
             self.busy.add(key)
             metrics.IN_FLIGHT.set(len(self.busy))
             self.tasks.add(asyncio.create_task(self._deliver(notice, senders)))
+        return plan.wake_at
 
 
 def _alerts_of(notice: Notice) -> set[str]:

@@ -49,10 +49,7 @@ PARAMETERS = ("so2", "nox", "pm")
 
 @pytest.fixture
 def hooks() -> Iterator[HookServer]:
-    server = HookServer(delay_s=DELAY_S)
-    # http.server listens with a backlog of 5: the 42 notices the notifier sends at once
-    # would overflow it and some connections be reset (failed attempts, retried)
-    server.server.socket.listen(128)
+    server = HookServer(delay_s=DELAY_S)  # listens with a backlog of 128 (the rig's server)
     yield server
     server.close()
 

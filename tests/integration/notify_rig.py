@@ -35,6 +35,11 @@ class Request:
     at: float
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the notifier has up to one request per receiver and enterprise open
+    daemon_threads = True
+
+
 @dataclass
 class HookServer:
     """Records each POST when it arrives; answers after ``delay_s``; ``fail(path)`` says
@@ -67,7 +72,7 @@ class HookServer:
                 pass
 
         self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = _Server(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
