@@ -21,7 +21,7 @@ the end. The routing sends every alert to one webhook receiver on a real local H
 - **latency**: ``--rate`` alerts/s for ``--seconds`` to a fresh notifier; per alert, from its
   Kafka timestamp (CreateTime, from the delivery report) to the webhook request that carried
   it; beside it, two plain consumers on the same topic in the same run: Kafka's own produce
-  to consume latency with ``poll()``, and with ``consume(1000, notify_poll_s)`` as the
+  to consume latency with ``poll()``, and with ``TopicReader.poll(notify_poll_s)`` as the
   notifier's ``TopicReader`` reads, measured the same way.
 """
 
@@ -60,6 +60,7 @@ from contracts.notifications import DeliveryRecord, DeliveryStatus  # noqa: E402
 from contracts.registry import load_registry  # noqa: E402
 from contracts.topics import Topics, topics  # noqa: E402
 from notify.config import load_routing  # noqa: E402
+from notify.kafka_log import TopicReader  # noqa: E402
 from notify.settings import NotifySettings  # noqa: E402
 from rules.notify.planner import NotifyBook  # noqa: E402
 from rules.notify.routing import directory  # noqa: E402
@@ -311,8 +312,8 @@ def raw_posts(url: str, body: dict[str, Any], count: int, concurrency: int) -> t
 
 class LatencyProbe(threading.Thread):
     """A plain consumer on the alerts topic: arrival time minus Kafka timestamp per record;
-    with ``poll()`` (each record as soon as it is fetched), or with ``batch_s``, with
-    ``consume(1000, batch_s)`` as the notifier's ``TopicReader`` reads."""
+    with ``poll()`` (each record as soon as it is fetched), or with ``batch_s``, through the
+    notifier's own ``TopicReader.poll(batch_s)``."""
 
     def __init__(self, bootstrap: str, topic: str, batch_s: float | None = None) -> None:
         super().__init__(daemon=True)
@@ -321,19 +322,24 @@ class LatencyProbe(threading.Thread):
                                   "enable.auto.commit": False, "isolation.level": "read_committed"})  # fmt: skip
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, 0) for p in sorted(parts)])
+        self.reader = None if batch_s is None else TopicReader(bootstrap, [topic], group="bench-probe-reader")
         self.latencies_s: list[float] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            if self.batch_s is None:
-                msg = self.consumer.poll(0.1)
-                messages = [msg] if msg is not None else []
-            else:
-                messages = self.consumer.consume(1000, self.batch_s)
+            if self.reader is not None and self.batch_s is not None:
+                records = self.reader.poll(self.batch_s)
+                now = time.time()
+                self.latencies_s.extend(now - r.at.timestamp() for r in records)
+                continue
+            msg = self.consumer.poll(0.1)
             now = time.time()
-            self.latencies_s.extend(now - m.timestamp()[1] / 1000 for m in messages if m.error() is None)
+            if msg is not None and msg.error() is None:
+                self.latencies_s.append(now - msg.timestamp()[1] / 1000)
         self.consumer.close()
+        if self.reader is not None:
+            self.reader.close()
 
 
 @dataclass
@@ -476,7 +482,7 @@ def main() -> None:
             f"{notifier_lat[i] / kafka_lat[i]:,.1f}",
         )
     for i, name in enumerate(("p50", "p99", "max")):
-        table.add_row(f"  Kafka to consume(1000, {poll_s:g}s), the notifier's read call, {name} (ms)",
+        table.add_row(f"  Kafka to TopicReader.poll({poll_s:g}s), the notifier's read call, {name} (ms)",
                       f"{batch_lat[i] * 1000:,.0f}", f"{kafka_lat[i] * 1000:,.0f} produce to poll()",
                       f"{batch_lat[i] / kafka_lat[i]:,.1f}")  # fmt: skip
     console.print(table)
