@@ -134,6 +134,9 @@ def supervise(
         handle.close()
         say(f"started {svc.name} (pid {svc.proc.pid}), log: {svc.log}")
 
+    # from the topics' ends now, so what the services do from their start is shown
+    alerts = _alert_reader(bootstrap, topic_set.alerts.name, say)
+    notices = _notice_reader(bootstrap, topic_set.notifications.name, say)
     for svc in services:
         if stop.is_set():
             break
@@ -142,8 +145,6 @@ def supervise(
             say(f"{svc.name} did not get ready; read {svc.log}")
             stop.set()
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "cems-run-progress", "enable.auto.commit": False})
-    alerts = _alert_reader(bootstrap, topic_set.alerts.name, say)
-    notices = _notice_reader(bootstrap, topic_set.notifications.name, say)
     code = 0
     next_report = time.monotonic() + report_every_s
     try:
