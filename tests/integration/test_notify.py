@@ -250,6 +250,11 @@ def test_the_api_puts_an_acknowledgement_on_the_topic_keyed_by_stack(
             )
             bad = http.post(f"{base}/{opened.alert_id}/acknowledge", json={"officer": ""}, headers=auth)
             assert bad.status_code == 400 and "officer" in bad.json()["error"]
+            ack_url = f"{base}/{opened.alert_id}/acknowledge"
+            assert http.post(ack_url, content=b"{not json", headers=auth).status_code == 400
+            assert http.post(ack_url, json=["wang"], headers=auth).status_code == 400
+            huge = http.post(ack_url, json={"officer": "w", "note": "x" * 100_000}, headers=auth)
+            assert huge.status_code == 413  # the API reads at most 64 KiB
             ok = http.post(f"{base}/{opened.alert_id}/acknowledge", json={"officer": "wang", "note": "on my way"},
                            headers=auth)  # fmt: skip
             assert ok.status_code == 202, ok.text
