@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import ValidationError
 
-from contracts.alerts import Acknowledgement, AlertEventType, AlertState
+from contracts.alerts import Acknowledgement, AlertState
 from rules.notify.planner import NotifyBook
 
 from .kafka_log import LogWriter
@@ -80,7 +80,7 @@ def create_api(book: NotifyBook, acknowledgements: LogWriter, token: str) -> web
         told = sorted({receiver for receiver, alert in book.told_at if alert == alert_id})
         return web.json_response(
             {"state": state.value, "latest": tracked.latest.model_dump(mode="json"), "told": told,
-             "acknowledged": tracked.latest.event is AlertEventType.ACKNOWLEDGED or tracked.acknowledged_at is not None}
+             "acknowledged": tracked.acknowledged_at is not None}
         )  # fmt: skip
 
     async def health(_request: web.Request) -> web.Response:

@@ -31,7 +31,7 @@ from contracts.notifications import DeliveryRecord, DeliveryStatus, Silence, spl
 from contracts.topics import Topics
 from rules.notify.config import Channel, RoutingConfig
 from rules.notify.planner import Logged, Notice, NotifyBook, Outcome
-from rules.notify.render import Message, facts_of, render
+from rules.notify.render import Message, render
 from rules.notify.routing import Directory
 
 from . import metrics
@@ -129,9 +129,7 @@ class Notifier:
 
     async def _deliver(self, notice: Notice, senders: Senders) -> None:
         receiver = self.config.receivers[notice.receiver]
-        ids = _alerts_of(notice)
-        latest = {alert_id: self.book.alerts[alert_id].latest for alert_id in ids if alert_id in self.book.alerts}
-        facts = facts_of(notice.items, latest)
+        facts = self.book.facts(notice.items)
         message = render(facts, notice.group, self.places, language=receiver.language, zone=self.config.zone,
                          grafana_url=self.config.grafana_url)  # fmt: skip
         alerts = [f.event.model_dump(mode="json") | {"notice": f.what} for f in facts]
@@ -143,14 +141,13 @@ class Notifier:
             if not notice.resend:
                 await self._record(notice, DeliveryStatus.SENDING, title=message.title)
             for index, channel in enumerate(receiver.channels):
-                attempts = await self._try_channel(
-                    notice, f"{channel.type}#{index}", channel, message, payload, senders
-                )
+                name = f"{channel.type}#{index}"
+                attempts = await self._try_channel(notice, name, channel, message, payload, senders)
                 if attempts:
                     metrics.ATTEMPTS.labels(channel.type, "delivered").inc()
-                    await self._record(notice, DeliveryStatus.DELIVERED, channel=f"{channel.type}#{index}",
-                                       attempt=attempts, title=message.title)  # fmt: skip
-                    self._delivered(notice, f"{channel.type}#{index}")
+                    await self._record(notice, DeliveryStatus.DELIVERED, channel=name, attempt=attempts,
+                                       title=message.title)  # fmt: skip
+                    self._delivered(notice, name)
                     return
             self.stats["undelivered"] += 1
             metrics.NOTICES.labels("undelivered").inc()
@@ -259,10 +256,6 @@ class Notifier:
             metrics.IN_FLIGHT.set(len(self.busy))
             self.tasks.add(asyncio.create_task(self._deliver(notice, senders)))
         return plan.wake_at
-
-
-def _alerts_of(notice: Notice) -> set[str]:
-    return {split_item(item)[0] for item in notice.items}
 
 
 def summary(stats: dict[str, Any]) -> str:

@@ -119,6 +119,7 @@ def silence_list(
     namespace: NamespaceOption = None,
 ) -> None:
     """Silences with their matchers, time, author, reason and what they held back."""
+    from contracts.notifications import split_item
     from notify.silences import read_silences
 
     bootstrap, topic_set = _kafka(namespace)
@@ -131,7 +132,7 @@ def silence_list(
         state = "active" if s.active(now) else "pending" if now < s.starts_at else "ended"
         if state == "ended" and not all_:
             continue
-        alerts = {item.rpartition("|")[0] for _, item in view.held}
+        alerts = {split_item(item)[0] for _, item in view.held}
         table.add_row(
             s.id, state, " ".join(map(str, s.matchers)), f"{s.starts_at:%Y-%m-%d %H:%M}", f"{s.ends_at:%Y-%m-%d %H:%M}",
             s.author, s.reason, f"{len(view.held)} notices of {len(alerts)} alerts",

@@ -36,6 +36,7 @@ from contracts.alerts import AlertEvent, AlertEventType, Severity
 from contracts.notifications import DeliveryRecord, DeliveryStatus, Silence, item_key, split_item
 
 from .config import QuietHours, Route, RoutingConfig
+from .render import AlertFacts
 from .routing import Directory, labels, routes_for
 
 #: items ready longer ago than this are logged as expired instead of sent (default one day)
@@ -58,7 +59,6 @@ class TrackedAlert:
 
 
 class Outcome(StrEnum):
-    SEND = "send"
     HOLD = "hold"  # a silence holds it back
     EXPIRE = "expire"  # ready too long ago
 
@@ -165,6 +165,16 @@ class NotifyBook:
             tracked.resolved_at = seen_at
         self.active.add(event.alert_id)
 
+    def facts(self, items: tuple[str, ...]) -> list[AlertFacts]:
+        """A notice's items with each alert's latest event (items of unknown alerts are left out)."""
+        out = []
+        for item in items:
+            alert_id, what = split_item(item)
+            tracked = self.alerts.get(alert_id)
+            if tracked is not None:
+                out.append(AlertFacts(item, what, tracked.latest))
+        return out
+
     def add_silence(self, silence: Silence) -> None:
         self.silences[silence.id] = silence
 
@@ -208,6 +218,7 @@ class NotifyBook:
         for alert_id in sorted(self.active):
             tracked = self.alerts[alert_id]
             candidates = self._candidates(tracked, now, wake)
+            silence = self._silence(tracked, now) if self.silences else None
             pending = False
             for receiver, candidate in candidates:
                 key = (receiver, candidate.item)
@@ -224,7 +235,6 @@ class NotifyBook:
                 if (now - candidate.ready_at).total_seconds() > self.max_delay_s:
                     logged.append(Logged(Outcome.EXPIRE, receiver, group, (candidate.item,)))
                     continue
-                silence = self._silence(tracked, now)
                 if silence is not None:
                     wake.append(silence.ends_at)
                     if silence.id not in self.held.get(key, ()):

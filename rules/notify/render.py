@@ -14,7 +14,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts.alerts import AlertEvent
-from contracts.notifications import split_item
 
 from .routing import Directory
 
@@ -172,14 +171,3 @@ def render(
         shorts.append(f"{what} {kind} {event.stack}" + (f" {event.parameter.upper()}" if event.parameter else ""))
     short = f"{enterprise_name}: " + "; ".join(shorts)
     return Message(title, "\n".join(md_lines), "\n".join(text_lines), short[:300])
-
-
-def facts_of(items: tuple[str, ...], latest: dict[str, AlertEvent]) -> list[AlertFacts]:
-    """The items of a notice with each alert's latest event (items of unknown alerts are left out)."""
-    out = []
-    for item in items:
-        alert, what = split_item(item)
-        event = latest.get(alert)
-        if event is not None:
-            out.append(AlertFacts(item, what, event))
-    return out
