@@ -182,11 +182,11 @@ def overview() -> Dashboard:
         "Stacks by status",
         flux.status_counts(where),
         "How many stacks are in each status at the end of the time range. A stack's status is its worst "
-        "open condition: exceeding > bypass suspected > offline > early warning > suspect data > data gap > marked.",
+        f"open condition: {flux.WORST_FIRST}.",
         height=4,
     )
     counts.overrides = [
-        column_override(name, **{"color": {"mode": "fixed", "fixedColor": color if name != "normal" else "green"}})
+        column_override(name, **{"color": {"mode": "fixed", "fixedColor": color}})
         for name, color in flux.STATUS_COLORS.items()
     ]
     return Dashboard(

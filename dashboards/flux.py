@@ -9,31 +9,30 @@ as it was then. Day and month labels are the local date of the local midnight (U
 
 from __future__ import annotations
 
-from contracts.alerts import AlertKind
+from contracts.alerts import AlertEventType, AlertKind
+from contracts.reading import DataFlag
+from rules import fleet_status as fs
 
 BUCKET = "v.defaultBucket"
 # Beijing time has no daylight saving: a fixed offset needs no time zone database in InfluxDB
 UTC_OFFSET = "8h"
 TZ = f"timezone.fixed(offset: {UTC_OFFSET})"
-# alert events are few: a year of them is read to find what is still open (a stack-level data
-# gap sends one `opened` event and nothing more until it ends)
-ALERT_LOOKBACK = "366d"
-# a stack's latest readings: its flags ("marked") and when it last reported
-SEEN_LOOKBACK = "30d"
+# the ``parameter`` tag of an alert on the whole stack (docs/influxdb-schema.md)
+STACK_LEVEL = "-"
 
-# a stack's status: the worst open condition, then flags, then normal (rank: higher is worse)
-STATUSES: list[tuple[str, int, str]] = [
-    ("exceeding", 7, "red"),
-    ("bypass suspected", 6, "dark-red"),
-    ("offline", 5, "purple"),
-    ("early warning", 4, "orange"),
-    ("suspect data", 3, "yellow"),
-    ("data gap", 2, "blue"),
-    ("marked", 1, "light-blue"),
-    ("normal", 0, "green"),
-]
-STATUS_COLORS = {name: color for name, _, color in STATUSES}
-SUSPECT_KINDS = (AlertKind.FLATLINE, AlertKind.ZS_MISMATCH, AlertKind.LIMIT_HUGGING)
+
+def duration(seconds: int) -> str:
+    """A Flux duration literal: whole days as ``d`` (24 h in Flux), else seconds."""
+    return f"{seconds // fs.DAY_S}d" if seconds % fs.DAY_S == 0 else f"{seconds}s"
+
+
+# what is still open, and each stack's latest readings: the windows of rules/fleet_status.py
+ALERT_LOOKBACK = duration(fs.ALERT_LOOKBACK_S)
+SEEN_LOOKBACK = duration(fs.SEEN_LOOKBACK_S)
+
+# a stack's status (names, ranks, colours, which alert makes which): rules/fleet_status.py
+STATUS_COLORS = {s.value: s.colour for s in fs.STATUSES}
+WORST_FIRST = " > ".join(s.value for s in fs.STATUSES if s.needs_attention)
 
 
 def fleet(*, enterprise: bool = True) -> str:
@@ -55,32 +54,45 @@ def _in(column: str, values: tuple[str, ...] | list[str]) -> str:
     return "(" + " or ".join(f'r.{column} == "{v}"' for v in values) + ")"
 
 
+def _kind_clause(rule: fs.KindRule) -> str:
+    clause = f'r.kind == "{rule.kind.value}"'
+    if rule.scope is fs.Scope.STACK:
+        return f'{clause} and r.parameter == "{STACK_LEVEL}"'
+    if rule.scope is fs.Scope.PARAMETER:
+        return f'{clause} and r.parameter != "{STACK_LEVEL}"'
+    return clause
+
+
 def _rank_expr() -> str:
-    k = AlertKind
-    suspect = " or ".join(f'r.kind == "{x.value}"' for x in SUSPECT_KINDS)
-    return (
-        f'if r.kind == "{k.EXCEEDANCE.value}" then 7 '
-        f'else if r.kind == "{k.BYPASS.value}" then 6 '
-        f'else if r.kind == "{k.DATA_GAP.value}" and r.parameter == "-" then 5 '
-        f'else if r.kind == "{k.EARLY_WARNING.value}" or r.kind == "{k.SPIKE.value}" then 4 '
-        f"else if {suspect} then 3 "
-        f'else if r.kind == "{k.DATA_GAP.value}" then 2 '
-        f'else if r.kind == "{k.INVALID_MARK.value}" then 1 else 0'
-    )
+    """An open alert's rank (``fs.alert_status``): the statuses' kind rules, worst first."""
+    branches = []
+    for status in fs.STATUSES:
+        clauses = [_kind_clause(r) for r in fs.KIND_RULES if r.status is status]
+        if len(clauses) > 1:
+            clauses = [f"({c})" if " and " in c else c for c in clauses]
+        if clauses:
+            branches.append(f"if {' or '.join(clauses)} then {status.rank} ")
+    # a kind this code does not know (written by a newer sink) counts as nothing
+    return "else ".join(branches) + f"else {fs.Status.NORMAL.rank}"
 
 
 def _status_expr(rank: str) -> str:
-    expr = '"normal"'
-    for name, value, _ in reversed(STATUSES[:-1]):
-        expr = f'if {rank} == {value} then "{name}" else {expr}'
+    expr = f'"{fs.Status.NORMAL.value}"'
+    for status in reversed(fs.STATUSES[:-1]):
+        expr = f'if {rank} == {status.rank} then "{status.value}" else {expr}'
     return expr
 
 
-# the latest event of each alert episode; `resolved` sorts after anything at the same second
-_EVENT_ORDER = (
-    'erank: if r.event == "resolved" then 3 else if r.event == "acknowledged" then 2 '
-    'else if r.event == "updated" then 1 else 0'
-)
+# the latest event of each alert episode (``fs.EVENT_ORDER``): `resolved` sorts after anything at
+# the same second
+def _event_order() -> str:
+    events = sorted(fs.EVENT_ORDER, key=fs.EVENT_ORDER.__getitem__, reverse=True)
+    branches = [f'if r.event == "{e.value}" then {fs.EVENT_ORDER[e]}' for e in events[:-1]]
+    return "erank: " + " else ".join(branches) + f" else {fs.EVENT_ORDER[events[-1]]}"
+
+
+_EVENT_ORDER = _event_order()
+_RESOLVED = AlertEventType.RESOLVED.value
 
 
 def open_alerts_source(where: str, fields: tuple[str, ...] = ("alert_id",)) -> str:
@@ -95,7 +107,7 @@ def open_alerts_source(where: str, fields: tuple[str, ...] = ("alert_id",)) -> s
   |> group(columns: ["alert_id"])
   |> sort(columns: ["_time", "erank"])
   |> last(column: "alert_id")
-  |> filter(fn: (r) => r.event != "resolved")
+  |> filter(fn: (r) => r.event != "{_RESOLVED}")
   |> group()"""
 
 
@@ -108,7 +120,7 @@ import "date"
 
 open = from(bucket: {BUCKET}){open_alerts_source(where)}
   |> map(fn: (r) => ({{{stack_cols}, rank: {_rank_expr()},
-      problem: r.kind + (if r.parameter == "-" then "" else " " + r.parameter), seen_ns: 0}}))
+      problem: r.kind + (if r.parameter == "{STACK_LEVEL}" then "" else " " + r.parameter), seen_ns: 0}}))
 flags = from(bucket: {BUCKET})
   |> range(start: date.sub(d: {SEEN_LOOKBACK}, from: v.timeRangeStop), stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "reading" and {where} and r._field =~ /_flag$/)
@@ -118,24 +130,29 @@ flags = from(bucket: {BUCKET})
   |> last()
   |> group()
 marked = flags
-  |> filter(fn: (r) => r._value != "N")
-  |> map(fn: (r) => ({{{stack_cols}, rank: 1,
-      problem: "marked " + r._value + " " + strings.trimSuffix(v: r._field, suffix: "_flag"), seen_ns: 0}}))
+  |> filter(fn: (r) => r._value != "{DataFlag.NORMAL.value}")
+  |> map(fn: (r) => ({{{stack_cols}, rank: {fs.Status.MARKED.rank},
+      problem: "{fs.Status.MARKED.value} " + r._value + " " + strings.trimSuffix(v: r._field, suffix: "_flag"),
+      seen_ns: 0}}))
 seen = flags
-  |> map(fn: (r) => ({{{stack_cols}, rank: 0, problem: "-", seen_ns: int(v: r._time)}}))
+  |> map(fn: (r) => ({{{stack_cols}, rank: {fs.Status.NORMAL.rank}, problem: "{fs.NO_PROBLEM}",
+      seen_ns: int(v: r._time)}}))
 merged = union(tables: [open, marked, seen])
   |> group(columns: ["stack", "enterprise", "district", "industry"])
   |> reduce(identity: {{rank: -1, problem: "", seen_ns: 0}},
-      fn: (r, accumulator) => ({{
-          rank: if r.rank > accumulator.rank then r.rank else accumulator.rank,
-          problem: if r.rank > accumulator.rank then r.problem else accumulator.problem,
-          seen_ns: if r.seen_ns > accumulator.seen_ns then r.seen_ns else accumulator.seen_ns}}))
+      fn: (r, accumulator) => {{
+          worse = r.rank > accumulator.rank or (r.rank == accumulator.rank and r.problem < accumulator.problem)
+          return {{
+              rank: if worse then r.rank else accumulator.rank,
+              problem: if worse then r.problem else accumulator.problem,
+              seen_ns: if r.seen_ns > accumulator.seen_ns then r.seen_ns else accumulator.seen_ns}}
+      }})
   |> group()
 status = union(tables: [
     merged |> filter(fn: (r) => r.seen_ns > 0) |> map(fn: (r) => ({{r with last_seen: time(v: r.seen_ns)}})),
     merged |> filter(fn: (r) => r.seen_ns == 0),
   ])
-  |> map(fn: (r) => ({{r with status: {_status_expr("r.rank")}, order: 7 - r.rank}}))
+  |> map(fn: (r) => ({{r with status: {_status_expr("r.rank")}, order: {fs.MAX_RANK} - r.rank}}))
   |> drop(columns: ["seen_ns"])
 """
 
@@ -152,7 +169,7 @@ def status_table(where: str) -> str:
 
 
 def status_counts(where: str) -> str:
-    zeros = ", ".join(f'{{status: "{name}", stacks: 0}}' for name, _, _ in STATUSES)
+    zeros = ", ".join(f'{{status: "{s.value}", stacks: 0}}' for s in fs.STATUSES)
     return (
         'import "array"\nimport "strings"\n'
         + stack_status(where)
@@ -177,7 +194,7 @@ def attention_by(where: str, column: str) -> str:
         'import "strings"\n'
         + stack_status(where)
         + f"""status
-  |> map(fn: (r) => ({{{column}: r.{column}, attention: if r.rank > 0 then 1 else 0}}))
+  |> map(fn: (r) => ({{{column}: r.{column}, attention: if r.rank > {fs.Status.NORMAL.rank} then 1 else 0}}))
   |> group(columns: ["{column}"])
   |> reduce(identity: {{stacks: 0, attention: 0}},
       fn: (r, accumulator) => ({{stacks: accumulator.stacks + 1, attention: accumulator.attention + r.attention}}))
