@@ -126,11 +126,12 @@ flags = from(bucket: {BUCKET})
   |> filter(fn: (r) => r._measurement == "reading" and {where} and r._field =~ /_flag$/)
   |> last()
   |> group(columns: ["stack", "enterprise", "district", "industry", "_field"])
-  |> sort(columns: ["_time"])
+  |> map(fn: (r) => ({{r with mark: if r._value == "{DataFlag.NORMAL.value}" then 0 else 1}}))
+  |> sort(columns: ["_time", "mark", "_value"])
   |> last()
   |> group()
 marked = flags
-  |> filter(fn: (r) => r._value != "{DataFlag.NORMAL.value}")
+  |> filter(fn: (r) => r.mark == 1)
   |> map(fn: (r) => ({{{stack_cols}, rank: {fs.Status.MARKED.rank},
       problem: "{fs.Status.MARKED.value} " + r._value + " " + strings.trimSuffix(v: r._field, suffix: "_flag"),
       seen_ns: 0}}))

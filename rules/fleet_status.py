@@ -16,7 +16,8 @@ first; a higher ``rank`` is worse):
 - an alert is open when its latest event is not ``resolved``; ``acknowledged`` alerts stay
   open until their condition clears. Events at the same time are ordered ``EVENT_ORDER``
   (resolved last), as InfluxDB stores them by the second.
-- a parameter whose latest data flag is not ``N`` makes the stack *marked*.
+- a parameter whose latest data flag is not ``N`` makes the stack *marked* (``flag_order``: at
+  the same time, a mark wins over ``N``).
 
 What is wrong (``problem``) is the worst condition's text: ``"<kind> <parameter>"`` for an alert
 (``"<kind>"`` on the whole stack), ``"marked <flag> <parameter>"`` for a flag, ``"-"`` when
@@ -270,16 +271,23 @@ def open_alerts(events: Iterable[E], now: datetime) -> list[E]:
     return [latest[k] for k in sorted(latest) if latest[k].event is not AlertEventType.RESOLVED]
 
 
+def flag_order(sample: FlagSample) -> tuple[datetime, bool, str]:
+    """Which of a parameter's flags is the latest: the later one; at the same time (two data
+    kinds of one instant, e.g. a realtime value and a minute average), a mark before ``N``,
+    then the greater letter."""
+    return (sample.at, sample.flag is not DataFlag.NORMAL, sample.flag.value)
+
+
 def latest_flags(samples: Iterable[FlagSample], now: datetime) -> dict[str, dict[str, FlagSample]]:
-    """stack -> parameter -> its latest flag sample in the ``SEEN_LOOKBACK_S`` before ``now``
-    (of two at the same time, the one given last)."""
+    """stack -> parameter -> its latest flag sample (``flag_order``) in the ``SEEN_LOOKBACK_S``
+    before ``now``."""
     out: dict[str, dict[str, FlagSample]] = {}
     for s in samples:
         if not _window(now, SEEN_LOOKBACK_S, s.at):
             continue
         params = out.setdefault(s.stack, {})
         seen = params.get(s.parameter)
-        if seen is None or s.at >= seen.at:
+        if seen is None or flag_order(s) > flag_order(seen):
             params[s.parameter] = s
     return out
 
