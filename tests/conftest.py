@@ -38,6 +38,45 @@ def secrets(infra: InfraSettings) -> SecretStore:
     return SecretStore(infra.secrets_dir)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> InfraSettings:
+    """Bring the real PostgreSQL of `cems infra` up (only it, not the brokers), or reuse the
+    running one; its settings. A server that cannot be started fails the test with what to do."""
+    from cems.infra.postgres import PostgresServer
+
+    settings = InfraSettings()
+    try:
+        up([PostgresServer(settings)], say=lambda _msg: None)
+    except CemsError as exc:
+        pytest.fail(
+            f"PostgreSQL is not available: {exc}\nStart it with `.venv/bin/cems infra up postgres`.", pytrace=False
+        )
+    return settings
+
+
+@pytest.fixture
+def postgres_url(postgres: InfraSettings) -> Iterator[str]:
+    """A fresh, empty database of its own on the shared PostgreSQL, for one test.
+
+    Gives its SQLAlchemy URL, ``postgresql+psycopg://cems:<password>@127.0.0.1:5432/test_<hex>``:
+    the database is created by (and owned by) the ``cems`` login role, so the test may create
+    tables, run Alembic migrations (``alembic.command.upgrade`` with ``sqlalchemy.url`` set to
+    it) or start the console with it; afterwards it is dropped, sessions still connected
+    included (``DROP DATABASE ... WITH (FORCE)``). Use::
+
+        def test_cases_are_stored(postgres_url: str) -> None:
+            engine = sqlalchemy.create_engine(postgres_url)
+            ...
+            engine.dispose()
+    """
+    from cems.infra.postgres import create_database, drop_database
+
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = create_database(postgres, name)
+    yield url
+    drop_database(postgres, name)
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique suffix for topic, group and client names, so runs never collide."""

@@ -1,4 +1,4 @@
-"""`cems infra`: the local Mosquitto, Kafka and InfluxDB."""
+"""`cems infra`: the local Mosquitto, Kafka, InfluxDB and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from rich.table import Table
 
 from .common import RegistryOption, console
 
-app = typer.Typer(help="Real Mosquitto, Kafka (KRaft) and InfluxDB 2 on loopback, for development and tests.")
+app = typer.Typer(
+    help="Real Mosquitto, Kafka (KRaft), InfluxDB 2 and PostgreSQL on loopback, for development and tests."
+)
 
 ServerNames = Annotated[
-    list[str] | None, typer.Argument(help="mosquitto, kafka, influxdb (default: all)", show_default=False)
+    list[str] | None, typer.Argument(help="mosquitto, kafka, influxdb, postgres (default: all)", show_default=False)
 ]
 
 

@@ -35,6 +35,8 @@ class ManagedServer(ABC):
     name: str
     #: a word that must appear in the process's command line (guards against reused pids)
     process_marker: str
+    #: what ``stop`` sends to the server's process group to ask it to shut down
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def __init__(self, settings: InfraSettings) -> None:
         self.settings = settings
@@ -138,7 +140,7 @@ class ManagedServer(ABC):
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
             return f"{self.name}: not running"
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, self.stop_signal)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""Local development secrets (MQTT passwords, InfluxDB token), generated once and kept
+"""Local development secrets (MQTT passwords, InfluxDB token, PostgreSQL passwords), generated once and kept
 under ``<state>/secrets`` with mode 0600. Production deployments inject their own."""
 
 from __future__ import annotations
@@ -46,3 +46,9 @@ class SecretStore:
 
     def influxdb_password(self) -> str:
         return self._get_or_create("influxdb", "password")
+
+    def postgres_password(self, role: str = "cems") -> str:
+        """The password of a login role of the local PostgreSQL; docker-compose gives every
+        development role one password, ``$CEMS_POSTGRES_DEV_PASSWORD`` (see docker-compose.yml)."""
+        shared = os.environ.get("CEMS_POSTGRES_DEV_PASSWORD")
+        return shared if shared else self._get_or_create("postgres", role)

@@ -31,6 +31,7 @@ class InfraSettings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     influxdb_port: int = 8086
+    postgres_port: int = 5432
 
     state_dir: Path = Field(default=REPO_ROOT / ".cems", description="data, logs, secrets, pid files")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="built binaries and jars")
@@ -42,6 +43,13 @@ class InfraSettings(BaseSettings):
     influxdb_org: str = "cems"
     influxdb_bucket: str = "cems"
     influxdb_user: str = "cems-admin"
+
+    postgres_user: str = Field(default="cems", description="login role the project's code uses (CREATEDB)")
+    postgres_db: str = Field(default="cems", description="database owned by postgres_user")
+    postgres_bindir: Path | None = Field(
+        default=None,
+        description="folder with initdb and postgres (default: pg_config --bindir, /usr/lib/postgresql/*/bin)",
+    )
 
     mqtt_platform_user: str = "cems-platform"
     # -- Mosquitto limits (cems.infra.mosquitto.render_config) ------------------------------
@@ -78,6 +86,10 @@ class InfraSettings(BaseSettings):
     @property
     def influxdb_dir(self) -> Path:
         return self.state_dir / "influxdb"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.state_dir / "postgres"
 
     @property
     def secrets_dir(self) -> Path:

@@ -1,4 +1,4 @@
-"""The three servers together: bring up, check, stop, in dependency order."""
+"""The local servers together: bring up, check, stop, in dependency order."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ from contracts.errors import InfrastructureError
 from .influxdb import InfluxDBServer
 from .kafka import KafkaServer
 from .mosquitto import MosquittoServer, MqttAccount
+from .postgres import PostgresServer
 from .process import ManagedServer, ServerStatus
 from .settings import InfraSettings
 
 
 def servers(settings: InfraSettings, accounts: Sequence[MqttAccount] = ()) -> list[ManagedServer]:
-    return [MosquittoServer(settings, accounts), KafkaServer(settings), InfluxDBServer(settings)]
+    return [
+        MosquittoServer(settings, accounts),
+        KafkaServer(settings),
+        InfluxDBServer(settings),
+        PostgresServer(settings),
+    ]
 
 
 def select(all_servers: list[ManagedServer], names: Sequence[str]) -> list[ManagedServer]:
