@@ -142,6 +142,11 @@ _MANUAL: dict[Action, dict[CaseState, CaseState | None]] = {
 }
 
 
+def available(state: CaseState) -> frozenset[Action]:
+    """The manual actions a case in ``state`` allows (permissions aside)."""
+    return frozenset(action for action, targets in _MANUAL.items() if state in targets)
+
+
 def open_case(event: AlertEvent, *, district: str, industry: str) -> Step:
     """A new case for an alert the policy says opens one."""
     case = Case(
@@ -162,7 +167,7 @@ def on_alert(case: Case, event: AlertEvent, *, known_alert: bool, policy: CasePo
     """An alert event of this case's stack and kind. Returns a history step when it matters (a
     new alert joins, or recurs while verifying), None when only the case's facts change, which
     the caller gets from ``observe``."""
-    if known_alert or event.event is AlertEventType.RESOLVED:
+    if known_alert:
         return None
     updated = observe(case, event)
     if case.state is CaseState.VERIFYING:

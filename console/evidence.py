@@ -1,0 +1,76 @@
+"""The series behind a case's charts, read from InfluxDB (schema: docs/influxdb-schema.md):
+the hourly averages at reference O2 with their limit, and the raw readings around an event."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from influxdb_client import InfluxDBClient
+
+
+@dataclass(frozen=True)
+class Point:
+    at: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class HourlySeries:
+    converted: list[Point]
+    limit: float | None
+
+
+class EvidenceSource(Protocol):
+    async def hourly(self, stack: str, parameter: str, start: datetime, stop: datetime) -> HourlySeries: ...
+
+    async def readings(self, stack: str, parameter: str, start: datetime, stop: datetime) -> list[Point]: ...
+
+
+def _flux_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class InfluxEvidence:
+    def __init__(self, url: str, token: str, org: str, bucket: str, namespace: str, timeout_ms: int = 10_000) -> None:
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=timeout_ms)
+        self._bucket = bucket
+        self._ns = namespace
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _query(self, flux: str) -> list[Any]:
+        tables = self._client.query_api().query(flux)
+        return [record for table in tables for record in table.records]
+
+    def _range(self, measurement: str, stack: str, start: datetime, stop: datetime) -> str:
+        return (
+            f"from(bucket: {_flux_string(self._bucket)})"
+            f" |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
+            f' |> filter(fn: (r) => r._measurement == "{measurement}" and r.ns == {_flux_string(self._ns)}'
+            f" and r.stack == {_flux_string(stack)})"
+        )
+
+    async def hourly(self, stack: str, parameter: str, start: datetime, stop: datetime) -> HourlySeries:
+        flux = (
+            self._range("hourly", stack, start, stop)
+            + f' |> filter(fn: (r) => r.parameter == {_flux_string(parameter)} and r.status == "valid")'
+            + ' |> filter(fn: (r) => r._field == "converted" or r._field == "limit")'
+        )
+        records = await asyncio.to_thread(self._query, flux)
+        converted = sorted(
+            (Point(r.get_time(), float(r.get_value())) for r in records if r.get_field() == "converted"),
+            key=lambda p: p.at,
+        )
+        limits = [float(r.get_value()) for r in records if r.get_field() == "limit"]
+        return HourlySeries(converted, limits[-1] if limits else None)
+
+    async def readings(self, stack: str, parameter: str, start: datetime, stop: datetime) -> list[Point]:
+        flux = (
+            self._range("reading", stack, start, stop) + f" |> filter(fn: (r) => r._field == {_flux_string(parameter)})"
+        )
+        records = await asyncio.to_thread(self._query, flux)
+        return sorted((Point(r.get_time(), float(r.get_value())) for r in records), key=lambda p: p.at)
