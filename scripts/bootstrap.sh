@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a Debian 12 machine, idempotently:
-# Debian packages (Mosquitto, Java 17, Maven, build tools), a Python venv in .venv with the
+# Debian packages (Mosquitto, PostgreSQL, Java 17, Maven, build tools, Chromium and its driver
+# for the browser tests), a Python venv in .venv with the
 # project and its dev tools. Kafka's jars and the influxd binary are fetched/built on the
 # first `cems infra up` and cached in ${CEMS_CACHE_DIR:-~/.cache/cems}.
 set -euo pipefail
@@ -12,6 +13,9 @@ die() { printf '\033[1;31m[bootstrap] error:\033[0m %s\n' "$*" >&2; exit 1; }
 missing=()
 [[ -x /usr/sbin/mosquitto ]] || missing+=(mosquitto)
 command -v mosquitto_passwd >/dev/null || [[ -x /usr/bin/mosquitto_passwd ]] || missing+=(mosquitto)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
@@ -24,11 +28,19 @@ if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # where systemd runs, Debian starts the cluster it just created on port 5432; `cems infra` runs its own
+  if [[ " ${missing[*]} " == *" postgresql "* && -d /run/systemd/system ]]; then
+    $SUDO systemctl disable --now postgresql || true
+  fi
 fi
 # Debian starts a system-wide mosquitto where systemd runs; it would hold port 1883.
 if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
   say "note: the system mosquitto service is running and may hold port ${CEMS_MQTT_PORT:-1883};"
   say "      stop it (systemctl disable --now mosquitto) or set CEMS_MQTT_PORT"
+fi
+if command -v systemctl >/dev/null && systemctl is-active --quiet postgresql 2>/dev/null; then
+  say "note: the system postgresql service is running and may hold port ${CEMS_POSTGRES_PORT:-5432};"
+  say "      stop it (systemctl disable --now postgresql) or set CEMS_POSTGRES_PORT"
 fi
 
 # Go and Rust build influxd once (InfluxDB 2.7 from its Go module; libflux with cargo).
