@@ -11,7 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from cems.infra.dynsec import pbkdf2_hash
-from cems.infra.settings import REPO_ROOT
+from cems.infra.secrets import SecretStore
+from cems.infra.settings import REPO_ROOT, InfraSettings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 
@@ -22,7 +23,7 @@ def _compose() -> dict:  # type: ignore[type-arg]
 
 def test_services_present() -> None:
     services = _compose()["services"]
-    assert {"mosquitto", "mosquitto-init", "kafka", "influxdb", "grafana"} <= set(services)
+    assert {"mosquitto", "mosquitto-init", "kafka", "influxdb", "postgres", "grafana"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["influxdb"]["image"] == "influxdb:2.7"
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
@@ -31,7 +32,7 @@ def test_services_present() -> None:
 
 def test_ports_are_published_on_loopback_only() -> None:
     expected = {
-        "mosquitto": ["1883"], "kafka": ["9092"], "influxdb": ["8086"], "grafana": ["3000"],
+        "mosquitto": ["1883"], "kafka": ["9092"], "influxdb": ["8086"], "postgres": ["5432"], "grafana": ["3000"],
         "gateway": ["9212", "9464"],
     }  # fmt: skip
     services = _compose()["services"]
@@ -145,3 +146,23 @@ def test_the_long_running_services_are_started_again_when_they_fail() -> None:
     assert {name: services[name].get("restart") for name in ("gateway", "worker", "sink")} == dict.fromkeys(
         ("gateway", "worker", "sink"), "unless-stopped"
     )
+
+
+def test_postgres_is_the_image_of_the_version_cems_infra_runs_with_the_same_role_and_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose = _compose()
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"] == "postgres:15"  # Debian 12's postgresql-15, what `cems infra up` runs
+    settings = InfraSettings(state_dir=tmp_path)
+    env = postgres["environment"]
+    assert (env["POSTGRES_USER"], env["POSTGRES_DB"]) == (settings.postgres_user, settings.postgres_db)
+    assert "--auth-host=scram-sha-256" in env["POSTGRES_INITDB_ARGS"].split()
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    test = postgres["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"] and test[test.index("-h") + 1] == "127.0.0.1"
+    # one development password, read by the image and by the project's code (SecretStore)
+    variable = "CEMS_POSTGRES_DEV_PASSWORD"
+    assert env["POSTGRES_PASSWORD"] == compose["x-dev-secrets"][variable] == f"${{{variable}:-cems-dev-password}}"
+    monkeypatch.setenv(variable, "from-compose")
+    assert SecretStore(settings.secrets_dir).postgres_password() == "from-compose"
