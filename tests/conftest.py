@@ -16,7 +16,7 @@ from contracts.errors import CemsError
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[InfraSettings]:
-    """Bring the real Mosquitto, Kafka and InfluxDB up, or reuse running ones.
+    """Bring the real Mosquitto, Kafka, InfluxDB and PostgreSQL up, or reuse running ones.
 
     A server that cannot be started fails the test with what to do; nothing is skipped.
     The servers are left running for the next run; `cems infra down` stops them.
