@@ -8,7 +8,7 @@ decided in ``rules.cases`` through ``CaseStore.act``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,27 +66,34 @@ class Visit:
     now: datetime
 
 
+def visit(request: Request) -> Iterator[Visit]:
+    """The request's database session (one transaction per request), web session and user."""
+    ctx: ConsoleContext = request.app.state.ctx
+    with ctx.store.session() as s:
+        now = ctx.clock()
+        web = auth.find_session(s, request.cookies.get(COOKIE), now)
+        user = s.get(db.User, web.user_id) if web and web.user_id else None
+        yield Visit(s, web, user if user and user.active else None, now)
+
+
+VisitDep = Annotated[Visit, Depends(visit)]
+
+
+def login_required(v: VisitDep, request: Request) -> Visit:
+    if v.user is None:
+        raise LoginRequiredError(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+    return v
+
+
+UserDep = Annotated[Visit, Depends(login_required)]
+
+
 def create_app(ctx: ConsoleContext) -> FastAPI:
     app = FastAPI(title="CEMS case console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = ctx
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals["state_label"] = lambda s: s.replace("_", " ")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    def visit(request: Request) -> Any:
-        with ctx.store.session() as s:
-            now = ctx.clock()
-            web = auth.find_session(s, request.cookies.get(COOKIE), now)
-            user = s.get(db.User, web.user_id) if web and web.user_id else None
-            yield Visit(s, web, user if user and user.active else None, now)
-
-    VisitDep = Annotated[Visit, Depends(visit)]  # noqa: N806
-
-    def login_required(v: VisitDep, request: Request) -> Visit:
-        if v.user is None:
-            raise LoginRequiredError(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-        return v
-
-    UserDep = Annotated[Visit, Depends(login_required)]  # noqa: N806
 
     def check_csrf(v: Visit, token: str | None) -> None:
         if not auth.csrf_ok(v.web, token):

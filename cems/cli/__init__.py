@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from contracts.errors import CemsError
 
-from . import alerts, contracts, dashboards, infra, notify, replay, services, simulate, topics
+from . import alerts, console, contracts, dashboards, infra, notify, replay, services, simulate, topics
 from .common import err
 
 
@@ -42,5 +42,6 @@ app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(notify.app)  # notify
 app.add_typer(notify.silence_app, name="silence")
+app.add_typer(console.app, name="console")
 
 __all__ = ["app"]

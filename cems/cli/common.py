@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from streams.settings import StreamSettings
+    from pydantic import SecretStr
+
+
+class _InfluxConfigured(Protocol):
+    @property
+    def influxdb_token(self) -> SecretStr | None: ...
+
 
 console = Console()
 err = Console(stderr=True)
@@ -38,7 +44,7 @@ def aware_time(text: str, option: str) -> datetime:
     return t
 
 
-def influx_token(settings: StreamSettings) -> str:
+def influx_token(settings: _InfluxConfigured) -> str:
     """The InfluxDB token: CEMS_INFLUXDB_TOKEN, else the one `cems infra up` generated."""
     from cems.infra.secrets import SecretStore
     from cems.infra.settings import InfraSettings
