@@ -5,6 +5,10 @@ filters are regular expressions over the ``district``, ``industry`` and ``enterp
 (Grafana's ``:regex`` format, "All" = ``.*``); days and months are Beijing time. "Now" on a
 dashboard is the end of its time range (``v.timeRangeStop``), so a past range shows the fleet
 as it was then. Day and month labels are the local date of the local midnight (UTC + 8 h).
+
+A stack's status and the fleet's ranking (statuses, ranks, colours, which alert makes which, what is
+open, the windows, ties) are defined in ``rules/fleet_status.py``; ``stack_status`` renders that
+definition, and the case console evaluates the same one in Python.
 """
 
 from __future__ import annotations
@@ -113,7 +117,9 @@ def open_alerts_source(where: str, fields: tuple[str, ...] = ("alert_id",)) -> s
 
 def stack_status(where: str) -> str:
     """One row per stack: status, rank, what is wrong, when it last reported (no joins: the
-    worst condition and the latest reading are reduced in one pass, so an empty side is fine)."""
+    worst condition and the latest reading are reduced in one pass, so an empty side is fine).
+    ``rules.fleet_status.fleet_status`` in Flux: a parameter's latest flag is ``flag_order``'s
+    (a mark before N at the same instant), of equally bad conditions the smallest problem text."""
     stack_cols = "stack: r.stack, enterprise: r.enterprise, district: r.district, industry: r.industry"
     return f"""
 import "date"

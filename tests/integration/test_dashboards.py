@@ -17,17 +17,21 @@ from typing import Any
 
 import pytest
 from influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
 from typer.testing import CliRunner
 
 from cems.cli import app
 from cems.infra.secrets import SecretStore
 from cems.infra.settings import InfraSettings
 from cems.replay import read_inputs
-from contracts.alerts import AlertEvent, AlertEventType, AlertKind, HourlyAverage
-from contracts.reading import Reading
+from contracts.alerts import AlertEvent, AlertEventType, AlertKind, HourlyAverage, Severity, alert_id, fingerprint
+from contracts.parameters import Unit
+from contracts.reading import DataFlag, DataKind, Measurement, Reading, Source
 from contracts.registry import Registry, load_registry
 from dashboards.boards import all_dashboards
 from dashboards.grafana import ALL, Range, render
+from rules import fleet_status as fs
+from streams.influx_sink import PointBuilder, StackTags, stack_tags
 
 pytestmark = pytest.mark.integration
 
@@ -235,6 +239,179 @@ def test_overview_at_any_time(scenario: Scenario) -> None:
         open_rows = scenario.query(panel("Open alerts"), stop=stop)
         assert {r["alert_id"] for r in open_rows} == set(open_at(scenario.events, stop)), stop
     assert want == {"jy-cement-2-s1": "offline", "jy-steel-3-s1": "offline"}
+
+
+# -- the same status in Python: rules/fleet_status.py, as the case console evaluates it ----------------------------
+def flag_samples(readings: list[Reading]) -> list[fs.FlagSample]:
+    return [fs.FlagSample(r.stack, name, m.flag, r.event_time) for r in readings for name, m in r.values.items()]
+
+
+def flux_status(s: Scenario, stop: datetime) -> list[tuple[str, str, str, datetime | None, int]]:
+    rows = s.query(panel("Stack status"), stop=stop)
+    return [(r["stack"], r["status"], r["problem"], r.get("last_seen"), r["rank"]) for r in rows]
+
+
+def python_status(
+    events: list[AlertEvent], readings: list[Reading], stop: datetime
+) -> list[tuple[str, str, str, datetime | None, int]]:
+    rows = fs.fleet_status(events, flag_samples(readings), stop)
+    return [(r.stack, r.status.value, r.problem, r.last_seen, r.rank) for r in rows]
+
+
+def assert_boards_agree_with_python(
+    s: Scenario, tags: dict[str, StackTags], events: list[AlertEvent], readings: list[Reading], stop: datetime
+) -> None:
+    """Stack status row by row (order, status, problem, last seen, rank), the counts per status
+    and the attention per district and industry (``tags``: each stack's)."""
+    want = python_status(events, readings, stop)
+    assert flux_status(s, stop) == want, stop
+    (counts,) = s.query(panel("Stacks by status"), stop=stop)
+    assert counts == {status.value: sum(row[1] == status.value for row in want) for status in fs.STATUSES}, stop
+    for column, title in (("district", "Attention by district"), ("industry", "Attention by industry")):
+        expected: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for stack, status, *_ in want:
+            key = getattr(tags[stack], column)
+            expected[key][0] += 1
+            expected[key][1] += fs.Status(status).needs_attention
+        rows = s.query(panel(title), stop=stop)
+        assert {r[column]: [r["stacks"], r["attention"]] for r in rows} == dict(expected), (stop, column)
+
+
+@checks("Stack status", "Stacks by status", "Attention by district", "Attention by industry")
+def test_python_status_equals_the_boards_over_the_scenario(scenario: Scenario) -> None:
+    """rules.fleet_status on the replay's alert events and the simulated readings gives the
+    overview's table, row for row, every half hour and long after."""
+    stops = [T0 + timedelta(minutes=m) for m in range(30, 260, 30)]
+    statuses: set[str] = set()
+    tags = stack_tags(scenario.registry)
+    for stop in [*stops, END + timedelta(days=2), END + timedelta(days=40)]:
+        assert_boards_agree_with_python(scenario, tags, scenario.events, scenario.readings, stop)
+        statuses |= {row[1] for row in python_status(scenario.events, scenario.readings, stop)}
+    assert {"exceeding", "offline", "early warning", "marked", "normal"} <= statuses
+
+
+# a handful of stacks written as the sink writes them, each at one edge of the definition
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+H = NOW - timedelta(hours=1)
+ALERT_EDGE = NOW - timedelta(seconds=fs.ALERT_LOOKBACK_S)
+SEEN_EDGE = NOW - timedelta(seconds=fs.SEEN_LOOKBACK_S)
+
+
+def _alert(
+    stack: str, kind: AlertKind, parameter: str | None, *timeline: tuple[AlertEventType, datetime]
+) -> list[AlertEvent]:
+    fp = fingerprint(stack, parameter, kind)
+    start = timeline[0][1]
+    return [
+        AlertEvent(
+            event=event,
+            kind=kind,
+            severity=Severity.WARNING,
+            alert_id=alert_id(fp, start),
+            fingerprint=fp,
+            enterprise=stack.rsplit("-", 1)[0],
+            stack=stack,
+            parameter=parameter,
+            start=start,
+            end=at if event is AlertEventType.RESOLVED else None,
+            at=at,
+            reason=f"{kind.value} on {stack}",
+            evidence={},
+        )
+        for event, at in timeline
+    ]
+
+
+def _reading(stack: str, at: datetime, kind: DataKind = DataKind.REALTIME, **flags: str) -> Reading:
+    values = {p: Measurement(value=1.0, unit=Unit.MG_M3, flag=DataFlag(flag)) for p, flag in flags.items()}
+    return Reading(
+        enterprise=stack.rsplit("-", 1)[0], stack=stack, mn=f"mn-{stack}", event_time=at, kind=kind,
+        values=values, source=Source.REPLAY, received_at=at,
+    )  # fmt: skip
+
+
+def edge_cases() -> tuple[list[AlertEvent], list[Reading], dict[str, str]]:
+    """Alert events, readings, and each stack's expected status at ``NOW``."""
+    op, up, ack, res = (
+        AlertEventType.OPENED,
+        AlertEventType.UPDATED,
+        AlertEventType.ACKNOWLEDGED,
+        AlertEventType.RESOLVED,
+    )
+    m = timedelta(minutes=1)
+    events = [
+        *_alert("fs-a-s1", AlertKind.EXCEEDANCE, "so2", (op, H)),  # with a data gap below it
+        *_alert("fs-a-s1", AlertKind.DATA_GAP, "nox", (op, H)),
+        *_alert("fs-b-s1", AlertKind.EXCEEDANCE, "so2", (op, H), (up, H + 20 * m)),  # two exceedances: the tie
+        *_alert("fs-b-s1", AlertKind.EXCEEDANCE, "nox", (op, H + 5 * m)),
+        *_alert("fs-c-s1", AlertKind.BYPASS, None, (op, H), (ack, H + m)),  # acknowledged: still open
+        *_alert("fs-d-s1", AlertKind.DATA_GAP, None, (op, NOW - timedelta(days=200)), (up, NOW - timedelta(days=100))),
+        *_alert("fs-e-s1", AlertKind.DATA_GAP, None, (op, NOW - timedelta(days=400))),  # beyond the lookback
+        *_alert("fs-f-s1", AlertKind.EXCEEDANCE, "pm", (op, ALERT_EDGE)),  # at the lookback's start
+        *_alert("fs-g-s1", AlertKind.EXCEEDANCE, "so2", (op, NOW)),  # at "now": not yet
+        *_alert("fs-i-s1", AlertKind.SPIKE, "pm", (op, H), (ack, H + m)),
+        *_alert("fs-j-s1", AlertKind.FLATLINE, "so2", (op, H)),
+        *_alert("fs-j-s1", AlertKind.ZS_MISMATCH, "nox", (op, H), (res, H + 2 * m)),
+        *_alert("fs-k-s1", AlertKind.DATA_GAP, "nox", (op, H)),
+        *_alert("fs-m-s1", AlertKind.INVALID_MARK, "so2", (op, H)),
+        *_alert("fs-n-s1", AlertKind.EXCEEDANCE, "so2", (op, H), (up, H + 10 * m), (res, H + 10 * m)),  # same second
+        *_alert("fs-p-s1", AlertKind.EXCEEDANCE, "nox", (op, H), (res, NOW)),  # resolved at "now": still open
+    ]
+    ms = timedelta(milliseconds=1)
+    readings = [
+        _reading("fs-a-s1", H + 10 * m, so2="N", nox="N"),
+        _reading("fs-g-s1", SEEN_EDGE, so2="N"),  # at the seen window's start
+        _reading("fs-h-s1", SEEN_EDGE - ms, so2="C"),  # just before it
+        _reading("fs-k-s1", H + 3 * m, so2="C"),
+        _reading("fs-l-s1", H, so2="N", nox="N"),
+        # two data kinds at the same instant, the mark in one or the other: the mark wins
+        _reading("fs-l-s1", H + 30 * m, so2="N", nox="C"),
+        _reading("fs-l-s1", H + 30 * m, DataKind.MINUTE, so2="N", nox="N"),
+        _reading("fs-q-s1", H + 30 * m, so2="N"),
+        _reading("fs-q-s1", H + 30 * m, DataKind.MINUTE, so2="T"),
+        _reading("fs-m-s1", H + 7 * m, nox="C"),
+        _reading("fs-n-s1", H + 11 * m, so2="N"),
+        _reading("fs-o-s1", H + 12 * m, so2="N", nox="N"),
+        _reading("fs-o-s1", NOW, so2="C"),  # at "now": not yet
+    ]
+    want = {
+        "fs-a-s1": "exceeding", "fs-b-s1": "exceeding", "fs-c-s1": "bypass suspected", "fs-d-s1": "offline",
+        "fs-f-s1": "exceeding", "fs-g-s1": "normal", "fs-i-s1": "early warning", "fs-j-s1": "suspect data",
+        "fs-k-s1": "data gap", "fs-l-s1": "marked", "fs-m-s1": "marked", "fs-n-s1": "normal", "fs-o-s1": "normal",
+        "fs-p-s1": "exceeding", "fs-q-s1": "marked",
+    }  # fmt: skip
+    return events, readings, want
+
+
+@checks("Stack status", "Stacks by status", "Attention by district", "Attention by industry")
+def test_python_status_equals_the_boards_at_the_edges(scenario: Scenario, infra: InfraSettings) -> None:
+    """Every status, ties, acknowledged and resolved alerts, events at the same second, flags
+    at the same instant and both windows' boundaries, written into a namespace of their own."""
+    events, readings, want = edge_cases()
+    ns = f"fs{scenario.ns}"
+    fleet = list(scenario.registry.stacks())  # districts and industries borrowed for the test stacks
+    tags = {
+        stack: StackTags("fs", fleet[i % len(fleet)][0].district, fleet[i % len(fleet)][0].industry.value)
+        for i, stack in enumerate(sorted({e.stack for e in events} | {r.stack for r in readings}))
+    }
+    builder = PointBuilder(tags, ns)
+    points = [builder.alert(e) for e in events] + [builder.reading(r) for r in readings]
+    try:
+        scenario.client.write_api(write_options=SYNCHRONOUS).write(bucket=scenario.bucket, record=points)
+        edge = Scenario(ns, scenario.registry, [], [], [], scenario.client, scenario.bucket, scenario.org)
+        python = python_status(events, readings, NOW)
+        assert {stack: status for stack, status, *_ in python} == want
+        assert {s.value for s in fs.STATUSES} == set(want.values())
+        by_stack = {row[0]: row for row in python}
+        assert by_stack["fs-b-s1"][2] == "exceedance nox"  # the smaller text of two exceedances
+        assert by_stack["fs-l-s1"][2:4] == ("marked C nox", H + timedelta(minutes=30))
+        assert by_stack["fs-q-s1"][2] == "marked T so2"
+        assert by_stack["fs-m-s1"][2] == "invalid_mark so2"
+        assert by_stack["fs-g-s1"][3] == SEEN_EDGE and by_stack["fs-d-s1"][3] is None
+        assert [row[0] for row in python[:4]] == ["fs-a-s1", "fs-b-s1", "fs-f-s1", "fs-p-s1"]  # ties by stack
+        assert_boards_agree_with_python(edge, tags, events, readings, NOW)
+    finally:
+        forget(scenario.client, ns, infra)
 
 
 @checks("Stack status")

@@ -3,6 +3,7 @@ every query uses only variables its board defines, and Grafana's interpolation i
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -143,3 +144,59 @@ def test_json_follows_grafanas_dashboard_schema(name: str) -> None:
     lost = [path for path in _dropped(doc, back) if path.rsplit("/", 1)[-1] not in SCHEMA_GAPS]
     assert lost == []
     assert len(back["panels"]) == len(doc["panels"])
+
+
+# -- the stack status: defined in rules/fleet_status.py, rendered here ------------------------------------------
+def test_status_names_are_not_written_in_the_dashboards_code() -> None:
+    from rules.fleet_status import STATUSES, Status
+
+    flux_source = (REPO / "dashboards/flux.py").read_text(encoding="utf-8")
+    boards_source = (REPO / "dashboards/boards.py").read_text(encoding="utf-8")
+    assert [s.value for s in STATUSES if f'"{s.value}"' in flux_source] == []
+    # the order is not spelt out in prose either (the descriptions take it from rules/)
+    pairs = [f"{a.value} > {b.value}" for a, b in itertools.pairwise(STATUSES)]
+    assert [p for p in pairs if p in boards_source or p in flux_source] == []
+    overview = json.dumps(BOARDS["cems-overview.json"], ensure_ascii=False)
+    assert " > ".join(s.value for s in STATUSES if s is not Status.NORMAL) in overview
+
+
+def _flux_branches(expr: str) -> list[tuple[str, int]]:
+    """``if A then 7 else if B then 6 else 0`` -> [(A, 7), (B, 6), ("true", 0)]."""
+    branches = [(cond, int(rank)) for cond, rank in re.findall(r"if (.+?) then (\d+) else ", expr)]
+    return [*branches, ("true", int(expr.rsplit("else ", 1)[1]))]
+
+
+def _flux_condition(cond: str, kind: str, parameter: str) -> bool:
+    python = cond.replace("r.kind", repr(kind)).replace("r.parameter", repr(parameter)).replace("true", "True")
+    assert re.fullmatch(r"[\w'\"\- ()=!]+", python), python
+    return bool(eval(python))  # a comparison of string literals, nothing else
+
+
+def test_the_overviews_rank_of_every_alert_kind_is_the_rules() -> None:
+    """The rank the overview's Flux gives an open alert, evaluated branch by branch, is the rank of
+    ``alert_status`` for every kind, on the whole stack (parameter tag ``-``) and on a parameter."""
+    from contracts.alerts import AlertKind
+    from dashboards import flux
+    from rules.fleet_status import alert_status
+
+    branches = _flux_branches(flux._rank_expr())
+    assert len(branches) == 8
+    for kind in AlertKind:
+        for tag, parameter in (("-", None), ("so2", "so2")):
+            rank = next(rank for cond, rank in branches if _flux_condition(cond, kind.value, tag))
+            assert rank == alert_status(kind, parameter).rank, (kind, parameter)
+    assert next(rank for cond, rank in branches if _flux_condition(cond, "a_new_kind", "so2")) == 0
+
+
+def test_the_overview_names_each_rank_as_the_rules_do() -> None:
+    from rules.fleet_status import STATUSES
+
+    table = next(p for p in BOARDS["cems-overview.json"]["panels"] if p["title"] == "Stack status")
+    query = table["targets"][0]["query"]
+    for status in STATUSES[:-1]:
+        assert f'if r.rank == {status.rank} then "{status.value}"' in query
+    counts = next(p for p in BOARDS["cems-overview.json"]["panels"] if p["title"] == "Stacks by status")
+    colours = {
+        o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"] for o in counts["fieldConfig"]["overrides"]
+    }
+    assert colours == {s.value: s.colour for s in STATUSES}
