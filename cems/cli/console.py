@@ -152,7 +152,11 @@ def users_list(url: DatabaseOption = None) -> None:
 
 
 @users_app.command("demo")
-def users_demo(registry: RegistryOption = None, url: DatabaseOption = None) -> None:
+def users_demo(
+    registry: RegistryOption = None,
+    url: DatabaseOption = None,
+    quiet: Annotated[bool, typer.Option(help="one summary line instead of the list")] = False,
+) -> None:
     """Demo accounts for the registry (idempotent): a supervisor `chief`, an officer per district
     (`officer-1`, ...) and an account per enterprise (its id); one shared password from
     CEMS_CONSOLE_DEMO_PASSWORD or generated once into the state folder's secrets."""
@@ -165,8 +169,17 @@ def users_demo(registry: RegistryOption = None, url: DatabaseOption = None) -> N
     store = CaseStore(_engine(url), CasePolicy(), {})
     password = demo_password()
     created = ensure_demo_users(store, load_registry(settings.registry), password)
+    if quiet:
+        console.print(
+            f"demo logins (password [bold]{password}[/]): chief (supervisor, all districts), "
+            f"officer-1..{sum(' officer ' in line for line in created)} (one per district), "
+            "each enterprise by its id (see `cems console users list`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     for line in created:
-        console.print(line)
+        console.print(line, highlight=False)
     console.print(f"demo password: {password}")
 
 

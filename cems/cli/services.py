@@ -146,7 +146,8 @@ def run(
     ] = None,
     speed: Annotated[float, typer.Option(help="simulation speed (event time per wall time)")] = 20.0,
 ) -> None:
-    """Run the live pipeline: gateway, detection worker, InfluxDB sink and notifier, supervised.
+    """Run the live pipeline: gateway, detection worker, InfluxDB sink, notifier and case
+    console, supervised.
 
     Needs the infrastructure (`cems infra up`). Logs go to .cems/logs/; a progress line shows
     what Kafka holds, a line for each alert event and each notice delivered. With --simulate,
@@ -165,6 +166,7 @@ def run(
         Service("worker", ["worker", *ns], ready_marker=b"[^Worker]: Ready"),
         Service("sink", ["sink", *ns], ready_marker=b"sink running"),
         Service("notify", ["notify", *ns], ready_marker=b"caught up"),
+        Service("console", ["console", "serve", *ns], ready_marker=b"console on http"),
     ]
     if simulate:
         sim_args = ["simulate", "--scenario", simulate, "--speed", str(speed)]
