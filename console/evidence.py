@@ -10,6 +10,10 @@ from typing import Any, Protocol
 
 from influxdb_client import InfluxDBClient
 
+from contracts.alerts import AlertEventType, AlertKind
+from contracts.reading import DataFlag
+from rules.fleet_status import FlagSample
+
 
 @dataclass(frozen=True)
 class Point:
@@ -21,6 +25,18 @@ class Point:
 class HourlySeries:
     converted: list[Point]
     limit: float | None
+
+
+@dataclass(frozen=True)
+class AlertPoint:
+    """An alert event as the sink stored it: enough for ``rules.fleet_status``."""
+
+    alert_id: str
+    stack: str
+    kind: AlertKind
+    parameter: str | None
+    event: AlertEventType
+    at: datetime
 
 
 class EvidenceSource(Protocol):
@@ -74,3 +90,44 @@ class InfluxEvidence:
         )
         records = await asyncio.to_thread(self._query, flux)
         return sorted((Point(r.get_time(), float(r.get_value())) for r in records), key=lambda p: p.at)
+
+    async def alert_events(self, start: datetime, stop: datetime) -> list[AlertPoint]:
+        """Every alert event of the namespace in [start, stop)."""
+        flux = (
+            f"from(bucket: {_flux_string(self._bucket)})"
+            f" |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
+            f' |> filter(fn: (r) => r._measurement == "alert" and r.ns == {_flux_string(self._ns)}'
+            ' and r._field == "alert_id")'
+        )
+        records = await asyncio.to_thread(self._query, flux)
+        kinds = {k.value for k in AlertKind}
+        return [
+            AlertPoint(
+                alert_id=str(r.get_value()),
+                stack=str(r.values["stack"]),
+                kind=AlertKind(r.values["kind"]),
+                parameter=None if r.values.get("parameter") in (None, "-") else str(r.values["parameter"]),
+                event=AlertEventType(r.values["event"]),
+                at=r.get_time(),
+            )
+            for r in records
+            if r.values.get("kind") in kinds
+        ]
+
+    async def latest_flags(self, start: datetime, stop: datetime) -> list[FlagSample]:
+        """Each stack's latest data flag per parameter in [start, stop)."""
+        flux = (
+            f"from(bucket: {_flux_string(self._bucket)})"
+            f" |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
+            f' |> filter(fn: (r) => r._measurement == "reading" and r.ns == {_flux_string(self._ns)}'
+            " and r._field =~ /_flag$/) |> last()"  # per series; rules.fleet_status breaks ties
+        )
+        records = await asyncio.to_thread(self._query, flux)
+        flags = {f.value for f in DataFlag}
+        return [
+            FlagSample(
+                str(r.values["stack"]), str(r.get_field()).removesuffix("_flag"), DataFlag(r.get_value()), r.get_time()
+            )
+            for r in records
+            if r.get_value() in flags
+        ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import uvicorn
@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from contracts.registry import load_registry
 from contracts.topics import topics
 from contracts.yamlfile import load_yaml_mapping
+from rules.cases.access import Actor
 from rules.cases.policy import CasePolicy, load_case_policy
 from rules.notify.routing import directory
 
@@ -20,6 +21,7 @@ from . import migrate
 from .auth import LoginLimit
 from .db import make_engine
 from .evidence import InfluxEvidence
+from .fleet import FleetRow, fleet_rows
 from .kafka import AlertFollower, KafkaAcknowledger, NotifierAcknowledger
 from .settings import ConsoleSettings
 from .store import CaseStore
@@ -68,6 +70,12 @@ def build(settings: ConsoleSettings, database_url: str, influx_token: str | None
             settings.influx_url, influx_token, settings.influxdb_org, settings.influxdb_bucket, settings.topic_namespace
         )
         closers.append(evidence.close)
+        owners = {stack.id: enterprise.id for enterprise, stack in registry.stacks()}
+        source, places = evidence, store.places
+
+        async def fleet(actor: Actor, now: datetime) -> list[FleetRow]:
+            return await fleet_rows(source, places, owners, actor, now)
+
     ctx = ConsoleContext(
         store=store,
         session_lifetime=timedelta(hours=settings.console_session_hours),
@@ -76,6 +84,7 @@ def build(settings: ConsoleSettings, database_url: str, influx_token: str | None
         grafana_url=settings.grafana_url,
         evidence=evidence,
         acknowledge=acknowledge,
+        fleet=fleet if evidence else None,
     )
     follower = AlertFollower(store, settings.bootstrap, topic_set.alerts.name) if follow else None
     return Console(create_app(ctx), store, follower, closers)

@@ -16,12 +16,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rules.cases import machine
+from rules.cases.access import Actor
 from rules.cases.machine import Action, Command, Refusal
 from rules.notify.render import stack_link
 
@@ -47,7 +50,7 @@ class ConsoleContext:
     grafana_url: str | None = None
     evidence: EvidenceSource | None = None
     acknowledge: Acknowledger | None = None
-    fleet: Callable[[datetime], Awaitable[list[Any]]] | None = None
+    fleet: Callable[[Actor, datetime], Awaitable[list[Any]]] | None = None
     clock: Clock = lambda: datetime.now(UTC)
 
 
@@ -76,7 +79,9 @@ def visit(request: Request) -> Iterator[Visit]:
         yield Visit(s, web, user if user and user.active else None, now)
 
 
-VisitDep = Annotated[Visit, Depends(visit)]
+# "function": the transaction commits before the response leaves (a redirect after login must
+# find the new session)
+VisitDep = Annotated[Visit, Depends(visit, scope="function")]
 
 
 def login_required(v: VisitDep, request: Request) -> Visit:
@@ -106,6 +111,14 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     @app.exception_handler(LoginRequiredError)
     async def _to_login(_request: Request, exc: LoginRequiredError) -> Response:
         return RedirectResponse("/login?" + urlencode({"next": exc.next_url}), status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _error_page(request: Request, exc: StarletteHTTPException) -> Response:
+        """A browser gets an HTML page with a way back (others: FastAPI's JSON)."""
+        if "text/html" not in request.headers.get("accept", ""):
+            return await http_exception_handler(request, exc)
+        values = {"user": None, "csrf": "", "status": exc.status_code, "detail": exc.detail}
+        return templates.TemplateResponse(request, "error.html", values, status_code=exc.status_code)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -294,7 +307,8 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
 
     @app.get("/fleet", response_class=HTMLResponse)
     async def fleet(request: Request, v: UserDep) -> Response:
-        rows = await ctx.fleet(v.now) if ctx.fleet else []
+        assert v.user is not None
+        rows = await ctx.fleet(actor_of(v.user), v.now) if ctx.fleet else None
         return render(request, "fleet.html", v, rows=rows, grafana=ctx.grafana_url, link=stack_link)
 
     return app
