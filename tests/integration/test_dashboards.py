@@ -791,3 +791,55 @@ def test_every_panel_is_checked() -> None:
     titles = {p.title for b in all_dashboards() for p in b.panels()}
     assert titles - CHECKED == set(), "panels without a query check"
     assert CHECKED - titles == set(), "checks of panels that no longer exist"
+
+
+def test_the_consoles_fleet_and_charts_read_what_the_boards_read(scenario: Scenario, secrets: SecretStore) -> None:
+    """The case console's fleet page (its own InfluxDB queries + ``rules.fleet_status``) shows
+    the overview's rows, scoped to an officer's district; a case's chart series come back."""
+    import asyncio
+
+    from console.evidence import InfluxEvidence
+    from console.fleet import fleet_rows
+    from rules.cases.access import Actor, Role
+    from rules.notify.routing import directory
+
+    infra = InfraSettings()
+    source = InfluxEvidence(
+        infra.influxdb_url, secrets.influxdb_token(), infra.influxdb_org, infra.influxdb_bucket, scenario.ns
+    )
+    places = directory(scenario.registry)
+    owners = {stack.id: enterprise.id for enterprise, stack in scenario.registry.stacks()}
+    try:
+        rows = asyncio.run(fleet_rows(source, places, owners, Actor("chief", Role.SUPERVISOR), MID))
+        got = [(r.stack, r.status, r.problem, r.last_seen, r.rank) for r in rows]
+        assert got == flux_status(scenario, MID) == python_status(scenario.events, scenario.readings, MID)
+        assert any(r.rank > 0 for r in rows)
+        district = places[rows[0].stack].district
+        officer = Actor("o", Role.OFFICER, districts=frozenset({district}))
+        scoped = asyncio.run(fleet_rows(source, places, owners, officer, MID))
+        assert scoped and [r.stack for r in scoped] == [r.stack for r in rows if r.district == district]
+
+        exceedance = next(e for e in scenario.events if e.kind is AlertKind.EXCEEDANCE and e.parameter)
+        assert exceedance.parameter is not None
+        hourly = asyncio.run(
+            source.hourly(
+                exceedance.stack, exceedance.parameter, exceedance.start - timedelta(hours=6), MID + timedelta(hours=6)
+            )
+        )
+        want = [h for h in scenario.hourly if h.stack == exceedance.stack and h.parameter == exceedance.parameter
+                and h.status.value == "valid" and h.converted is not None]  # fmt: skip
+        assert [p.value for p in hourly.converted] == pytest.approx([h.converted for h in want])
+        assert hourly.limit is not None and any(p.value > hourly.limit for p in hourly.converted)
+        raw = asyncio.run(
+            source.readings(
+                exceedance.stack,
+                exceedance.parameter,
+                exceedance.start - timedelta(hours=2),
+                exceedance.start + timedelta(hours=2),
+            )
+        )
+        assert len(raw) > 60 and all(
+            exceedance.start - timedelta(hours=2) <= p.at < exceedance.start + timedelta(hours=2) for p in raw
+        )
+    finally:
+        source.close()
