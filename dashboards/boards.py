@@ -23,6 +23,8 @@ from .model import (
 
 # -- variables ---------------------------------------------------------------------------------------
 NS = Variable("ns", "Namespace", constant="cems")
+#: where the case console is (``cems console serve``), for links to a stack's cases
+CONSOLE = Variable("console", "Case console", constant="http://127.0.0.1:8600")
 DISTRICT = Variable("district", "District", flux.tag_values("district", 'r.ns == "${ns}"'))
 INDUSTRY = Variable(
     "industry", "Industry", flux.tag_values("industry", 'r.ns == "${ns}" and r.district =~ /^${district:regex}$/')
@@ -248,9 +250,17 @@ def stack_detail() -> Dashboard:
         uid="cems-stack",
         title="Stack detail",
         description="One stack's evidence: converted and raw concentrations against limits, flue gas, flags, validity.",
-        variables=[NS, DISTRICT, INDUSTRY, ENTERPRISE, STACK],
+        variables=[NS, DISTRICT, INDUSTRY, ENTERPRISE, STACK, CONSOLE],
         annotations=[Annotation("Alerts", flux.alert_annotations())],
-        links=LINKS,
+        links=[
+            *LINKS,
+            {
+                "type": "link",
+                "title": "Cases of this stack",
+                "url": "${console}/cases?stack=${stack}",
+                "targetBlank": True,
+            },
+        ],
         items=[
             Row("Concentrations"),
             _series(
