@@ -33,7 +33,7 @@ def test_services_present() -> None:
 def test_ports_are_published_on_loopback_only() -> None:
     expected = {
         "mosquitto": ["1883"], "kafka": ["9092"], "influxdb": ["8086"], "postgres": ["5432"], "grafana": ["3000"],
-        "gateway": ["9212", "9464"],
+        "gateway": ["9212", "9464"], "console": ["8600"],
     }  # fmt: skip
     services = _compose()["services"]
     for name, ports in expected.items():
@@ -166,3 +166,15 @@ def test_postgres_is_the_image_of_the_version_cems_infra_runs_with_the_same_role
     assert env["POSTGRES_PASSWORD"] == compose["x-dev-secrets"][variable] == f"${{{variable}:-cems-dev-password}}"
     monkeypatch.setenv(variable, "from-compose")
     assert SecretStore(settings.secrets_dir).postgres_password() == "from-compose"
+
+
+def test_the_console_runs_on_the_compose_postgres_with_demo_accounts_first() -> None:
+    services = _compose()["services"]
+    console, init = services["console"], services["console-init"]
+    assert console["command"][:2] == ["console", "serve"] and init["command"] == ["console", "users", "demo"]
+    assert console["depends_on"]["console-init"] == {"condition": "service_completed_successfully"}
+    assert init["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    url = console["environment"]["CEMS_CONSOLE_DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg://cems:") and url.endswith("@postgres:5432/cems")
+    assert console["environment"] == init["environment"]
+    assert "COPY console ./console" in (REPO_ROOT / "Dockerfile").read_text()
