@@ -65,6 +65,12 @@ class AlertFollower:
             [TopicPartition(self.topic, p, positions.get(p, OFFSET_BEGINNING)) for p in sorted(topic_meta.partitions)]
         )
 
+    def _reassign(self) -> None:
+        try:
+            self._assign()
+        except Exception:
+            log.exception("could not read the stored positions")
+
     def poll_once(self, timeout_s: float = 0.5) -> IngestStats:
         """Read and apply one batch (what arrives within ``timeout_s``)."""
         messages = self._consumer.consume(self.batch, timeout=timeout_s)
@@ -98,6 +104,10 @@ class AlertFollower:
             except KafkaException as exc:
                 log.error("alerts topic: %s (retrying in 2 s)", exc)
                 self._stop.wait(2)
+            except Exception:  # a database error: nothing of the batch was stored; read it again
+                log.exception("applying alert events failed; reading again from the stored positions in 5 s")
+                self._stop.wait(5)
+                self._reassign()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="alert-follower", daemon=True)

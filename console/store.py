@@ -142,7 +142,15 @@ class CaseStore:
 
     def ingest(self, topic: str, records: Sequence[Record]) -> IngestStats:
         """Apply a batch of alerts-topic records and store the positions after them, in one
-        transaction."""
+        transaction (decided again if a person changed one of its cases meanwhile)."""
+        for _ in range(4):
+            try:
+                return self._ingest_once(topic, records)
+            except StaleDataError:
+                log.info("a case changed while alert events were applied to it; applying the batch again")
+        return self._ingest_once(topic, records)
+
+    def _ingest_once(self, topic: str, records: Sequence[Record]) -> IngestStats:
         stats = IngestStats()
         with self.session() as s:
             nexts: dict[int, int] = {}

@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts.errors import CemsError
 from rules.cases import machine
 from rules.cases.access import Actor
 from rules.cases.machine import Action, Command, Refusal
@@ -265,7 +266,11 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             open_ids = sorted(detail.domain.open_alerts)
             if ctx.acknowledge is None or not open_ids or Action.ACKNOWLEDGE not in detail.actions:
                 return _back(case_id, "refused: nothing_to_acknowledge" if not open_ids else "refused: not_allowed")
-            await ctx.acknowledge(open_ids, detail.case.stack, actor.username, note)
+            try:
+                await ctx.acknowledge(open_ids, detail.case.stack, actor.username, note)
+            except CemsError as exc:
+                log.error("acknowledging %s failed: %s", open_ids, exc)
+                return _back(case_id, "refused: acknowledgement_not_confirmed (try again)")
             command = Command(
                 action, actor.username, note=f"acknowledged {', '.join(open_ids)}" + (f": {note}" if note else "")
             )
