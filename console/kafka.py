@@ -96,8 +96,9 @@ class AlertFollower:
         last_sweep = 0.0
         while not self._stop.is_set():
             try:
-                self.poll_once()
-                if time.monotonic() - last_sweep >= self.sweep_every_s:
+                applied = self.poll_once()
+                # only when caught up: an alert still open here may have its end further on
+                if not applied.events and time.monotonic() - last_sweep >= self.sweep_every_s:
                     last_sweep = time.monotonic()
                     if opened := self.store.sweep(self.clock()):
                         log.info("cases: %d long-lasting alerts opened or joined cases", opened)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -282,7 +282,8 @@ class CaseStore:
 
     def sweep(self, now: datetime) -> int:
         """Open cases for alerts that have now lasted long enough (a long data gap with no new
-        event). Returns how many alerts joined or opened a case."""
+        event); call it when caught up with the topic. Returns how many alerts joined or
+        opened a case."""
         stats = IngestStats()
         with self.session() as s:
             pending = s.scalars(select(db.Alert).where(db.Alert.case_id.is_(None), db.Alert.state != "resolved")).all()
@@ -297,7 +298,11 @@ class CaseStore:
                 )
                 if latest is None:
                     continue
-                event = AlertEvent.model_validate(latest.body).model_copy(update={"at": now})
+                # the gap is known to have lasted until it became due (not until the wall clock's
+                # now: a resolution may still be on its way)
+                policy = self.policy.kinds[AlertKind(alert.kind)]
+                due_at = max(latest.at, alert.start + timedelta(hours=policy.min_duration_h))
+                event = AlertEvent.model_validate(latest.body).model_copy(update={"at": due_at})
                 self._open_or_join(s, alert, event, stats)
         return stats.opened + stats.joined + stats.recurred
 
