@@ -229,7 +229,13 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         detail = queries.case_detail(v.db, actor_of(v.user), case_id, ctx.store.policy, v.now)
         if detail is None:
             raise HTTPException(404, "no such case")
-        charts = await case_charts(ctx.evidence, detail) if ctx.evidence else None
+        charts, unavailable = None, None
+        if ctx.evidence:
+            try:
+                charts = await case_charts(ctx.evidence, detail)
+            except Exception as exc:  # the page works without its charts
+                log.warning("charts of case %d: %s", case_id, exc)
+                unavailable = f"InfluxDB did not answer: {type(exc).__name__}"
         return render(
             request,
             "case.html",
@@ -237,6 +243,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             d=detail,
             c=detail.case,
             charts=charts,
+            unavailable=unavailable,
             grafana=stack_link(ctx.grafana_url, detail.case.stack),
             Action=Action,
             message=request.query_params.get("msg"),
@@ -313,8 +320,14 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     @app.get("/fleet", response_class=HTMLResponse)
     async def fleet(request: Request, v: UserDep) -> Response:
         assert v.user is not None
-        rows = await ctx.fleet(actor_of(v.user), v.now) if ctx.fleet else None
-        return render(request, "fleet.html", v, rows=rows, grafana=ctx.grafana_url, link=stack_link)
+        rows, unavailable = None, None
+        try:
+            rows = await ctx.fleet(actor_of(v.user), v.now) if ctx.fleet else None
+        except Exception as exc:
+            log.warning("fleet status: %s", exc)
+            unavailable = f"InfluxDB did not answer: {type(exc).__name__}"
+        return render(request, "fleet.html", v, rows=rows, unavailable=unavailable, grafana=ctx.grafana_url,
+                      link=stack_link)  # fmt: skip
 
     return app
 

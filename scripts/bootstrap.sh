@@ -16,6 +16,8 @@ command -v mosquitto_passwd >/dev/null || [[ -x /usr/bin/mosquitto_passwd ]] || 
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# the browser tests read Chinese names on the pages and keep screenshots: a CJK font
+[[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]] || missing+=(fonts-wqy-zenhei)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
