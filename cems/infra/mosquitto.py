@@ -16,7 +16,6 @@ import math
 import os
 import pwd
 import shutil
-import stat
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 from contracts.errors import InfrastructureError
 
 from .dynsec import MqttAccount, dynsec_document
-from .process import ManagedServer
+from .process import ManagedServer, check_reachable
 from .secrets import SecretStore
 from .settings import InfraSettings
 
@@ -286,18 +285,7 @@ class MosquittoServer(ManagedServer):
             return
         for path in [self.home, *self.home.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid)
-        for parent in self.home.resolve().parents:
-            mode = parent.stat()
-            reachable = (
-                mode.st_uid == user.pw_uid
-                or mode.st_mode & stat.S_IXOTH
-                or (mode.st_gid == user.pw_gid and mode.st_mode & stat.S_IXGRP)
-            )
-            if not reachable:
-                raise InfrastructureError(
-                    f"mosquitto runs as user mosquitto, which cannot enter {parent} "
-                    f"(mode {stat.filemode(mode.st_mode)}); choose a state folder it can reach"
-                )
+        check_reachable(self.home, user, "mosquitto")
 
     def command(self) -> list[str]:
         return [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.config_path)]

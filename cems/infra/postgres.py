@@ -25,7 +25,6 @@ import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from urllib.parse import quote
 
 from contracts.errors import InfrastructureError
 
-from .process import ManagedServer, ServerStatus, run_checked
+from .process import ManagedServer, ServerStatus, check_reachable, run_checked
 from .secrets import SecretStore
 from .settings import InfraSettings
 
@@ -256,7 +255,7 @@ class PostgresServer(ManagedServer):
         if account is not None:
             for path in (self.home, self.socket_dir):
                 os.chown(path, account.pw_uid, account.pw_gid)
-            _check_reachable(self.home, account)
+            check_reachable(self.home, account, "postgres")
         if self.data_major() is None:
             self._initdb(binaries, account)
         admins = [pwd.getpwuid(os.geteuid()).pw_name] + ([account.pw_name] if account else [])
@@ -407,21 +406,6 @@ def _write_owned(path: Path, text: str, account: pwd.struct_passwd | None) -> No
             os.fchown(fd, account.pw_uid, account.pw_gid)
         out.write(text)
     tmp.replace(path)
-
-
-def _check_reachable(home: Path, account: pwd.struct_passwd) -> None:
-    for parent in home.resolve().parents:
-        mode = parent.stat()
-        reachable = (
-            mode.st_uid == account.pw_uid
-            or mode.st_mode & stat.S_IXOTH
-            or (mode.st_gid == account.pw_gid and mode.st_mode & stat.S_IXGRP)
-        )
-        if not reachable:
-            raise InfrastructureError(
-                f"postgres runs as user {account.pw_name}, which cannot enter {parent} "
-                f"(mode {stat.filemode(mode.st_mode)}); choose a state folder it can reach"
-            )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,7 +7,9 @@ running), writes its output to ``<state>/<name>/<name>.log`` and records its pid
 from __future__ import annotations
 
 import os
+import pwd
 import signal
+import stat
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -184,3 +186,19 @@ def run_checked(cmd: list[str], what: str, *, cwd: Path | None = None, env: dict
             f"{what} failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
     return done.stdout
+
+
+def check_reachable(home: Path, account: pwd.struct_passwd, server: str) -> None:
+    """A server that drops to ``account`` must be able to enter every folder above its home."""
+    for parent in home.resolve().parents:
+        mode = parent.stat()
+        reachable = (
+            mode.st_uid == account.pw_uid
+            or mode.st_mode & stat.S_IXOTH
+            or (mode.st_gid == account.pw_gid and mode.st_mode & stat.S_IXGRP)
+        )
+        if not reachable:
+            raise InfrastructureError(
+                f"{server} runs as user {account.pw_name}, which cannot enter {parent} "
+                f"(mode {stat.filemode(mode.st_mode)}); choose a state folder it can reach"
+            )
