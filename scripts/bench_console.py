@@ -530,9 +530,9 @@ def bare_sql(engine: Engine, statements: list[tuple[str, Any]], requests: int) -
         return timed(lambda: [conn.exec_driver_sql(sql, params).fetchall() for sql, params in statements], requests)
 
 
-def plan_summary(engine: Engine, sql: str, params: Any) -> tuple[str, float | None, bool]:
-    """(the plan in one line, execution ms (PostgreSQL), whether a seq scan of cases took most
-    of the time)."""
+def plan_summary(engine: Engine, sql: str, params: Any) -> tuple[str, float | None, str | None]:
+    """(the plan in one line, execution ms (PostgreSQL), what a sequential scan of the cases
+    table costs, if there is one)."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             raw = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).scalar_one()
@@ -555,11 +555,16 @@ def plan_summary(engine: Engine, sql: str, params: Any) -> tuple[str, float | No
 
             walk(found["Plan"])
             total = found["Execution Time"]
-            return " > ".join(nodes), total, seq_ms > 0.5 * total
+            seq = None
+            if seq_ms:
+                most = "most of the time" if seq_ms > 0.5 * total else "less than half"
+                seq = f"sequential scan of cases {seq_ms:.1f} of {total:.1f} ms ({most})"
+            return " > ".join(nodes), total, seq
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
         details = [str(r[-1]) for r in rows]
         # SQLite gives no times: say so when the table itself is read whole
-        return "; ".join(details), None, any(d == "SCAN cases" for d in details)
+        whole = any(d == "SCAN cases" for d in details)
+        return "; ".join(details), None, "reads the whole cases table" if whole else None
 
 
 def top_frames(profile: Path, count: int = 12) -> list[tuple[str, float]]:
@@ -763,10 +768,8 @@ def explain(engine: Engine, pages: list[Page], actors: dict[str, Actor], now: da
             plan, ms, seq = plan_summary(engine, sql, params)
             label = f"{name}: {what}" if "facets" not in name else f"{name} {i + 1}"
             table.add_row(label, plan, "" if ms is None else f"{ms:.1f}")
-            if seq and ms is not None:
-                notes.append(f"{engine.dialect.name}: a sequential scan of cases takes most of {label}")
-            elif seq:
-                notes.append(f"{engine.dialect.name}: {label} reads the whole cases table")
+            if seq:
+                notes.append(f"{engine.dialect.name}, {label}: {seq}")
     console.print(table)
 
 
