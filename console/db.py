@@ -80,6 +80,7 @@ class Case(Base):
         Index("ix_cases_state_opened", "state", "opened_at"),
         Index("ix_cases_district_opened", "district", "opened_at"),
         Index("ix_cases_enterprise_opened", "enterprise", "opened_at"),
+        Index("ix_cases_opened", "opened_at", "id"),  # the list's default order (newest first)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -66,6 +66,7 @@ from sqlalchemy.orm import Session
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cems import pyspy  # noqa: E402
 from cems.infra.postgres import create_database, drop_database  # noqa: E402
 from cems.infra.settings import InfraSettings  # noqa: E402
 from console import db, migrate, queries, report  # noqa: E402
@@ -567,21 +568,10 @@ def plan_summary(engine: Engine, sql: str, params: Any) -> tuple[str, float | No
         return "; ".join(details), None, "reads the whole cases table" if whole else None
 
 
-def top_frames(profile: Path, count: int = 12) -> list[tuple[str, float]]:
-    """The project's lines innermost on the most py-spy samples (libraries count for the
-    project line that called them), as shares of all samples."""
-    if not profile.exists():
-        return []
-    totals: Counter[str] = Counter()
-    samples = 0
-    for line in profile.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
-        samples += int(n)
-        ours = [f for f in stack.split(";") if f.split("(")[-1].startswith(PROJECT_CODE)]
-        totals[ours[-1] if ours else "elsewhere (server loop, framework, idle threads)"] += int(n)
-    return [(frame, n / samples) for frame, n in totals.most_common(count)] if samples else []
+def top_frames(profile: Path) -> list[tuple[str, float]]:
+    return pyspy.top_frames(
+        profile, PROJECT_CODE, count=12, elsewhere="elsewhere (server loop, framework, idle threads)"
+    )
 
 
 def profile_page(server: Server, client: httpx.Client, path: str, output: Path, requests: int) -> None:

@@ -53,6 +53,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cems import pyspy  # noqa: E402
 from cems.infra.settings import InfraSettings  # noqa: E402
 from cems.topics import ensure_topics  # noqa: E402
 from contracts.alerts import AlertEvent  # noqa: E402
@@ -245,22 +246,8 @@ def bench_burst(infra: InfraSettings, topic_set: Topics, routing: Path, hooks: H
     return BurstFigures(seconds, receipts.requests, duplicates, top_frames(profile) if profile else [])
 
 
-def top_frames(profile: Path, count: int = 10) -> list[tuple[str, float]]:
-    """From py-spy's collapsed stacks: the project's lines (``notify/``, ``rules/``,
-    ``contracts/``) that were innermost on the most samples, so the time of the libraries
-    they called counts for them; as shares of the samples (idle time is not sampled)."""
-    if not profile.exists():
-        return []
-    totals: Counter[str] = Counter()
-    samples = 0
-    for line in profile.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
-        samples += int(n)
-        ours = [f for f in stack.split(";") if f.split("(")[-1].startswith(PROJECT_CODE)]
-        totals[ours[-1] if ours else "elsewhere (the event loop, threads, start-up)"] += int(n)
-    return [(frame, n / samples) for frame, n in totals.most_common(count)] if samples else []
+def top_frames(profile: Path) -> list[tuple[str, float]]:
+    return pyspy.top_frames(profile, PROJECT_CODE, count=10, elsewhere="elsewhere (the event loop, threads, start-up)")
 
 
 # -- raw limits --------------------------------------------------------------------------------
