@@ -15,21 +15,21 @@ runner = CliRunner()
 def test_infra_status_reports_every_server_healthy(infra: InfraSettings) -> None:
     result = runner.invoke(app, ["infra", "status"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in ("mosquitto", "kafka", "influxdb"):
+    for name in ("mosquitto", "kafka", "influxdb", "postgres"):
         assert name in result.output
-    assert result.output.count("healthy") == 3
+    assert result.output.count("healthy") == 4
 
 
 def test_infra_up_is_idempotent(infra: InfraSettings) -> None:
     result = runner.invoke(app, ["infra", "up"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert result.output.count("already running") == 3
+    assert result.output.count("already running") == 4
 
 
 def test_unknown_server_name_is_a_clear_error(infra: InfraSettings) -> None:
-    result = runner.invoke(app, ["infra", "status", "postgres"])
+    result = runner.invoke(app, ["infra", "status", "grafana"])
     assert result.exit_code == 1
-    assert "unknown server(s) ['postgres']" in result.output
+    assert "unknown server(s) ['grafana']" in result.output
 
 
 def test_topics_ensure_lists_every_project_topic(infra: InfraSettings) -> None:

@@ -15,7 +15,7 @@ from contracts.errors import ConfigError
 
 ROOT_COMMANDS = [
     "gateway", "worker", "sink", "run", "simulate", "replay",
-    "infra", "contracts", "topics", "dashboards", "alerts", "notify", "silence",
+    "infra", "contracts", "topics", "dashboards", "alerts", "notify", "silence", "console",
 ]  # fmt: skip
 GROUP_COMMANDS = {
     "infra": ["up", "down", "status", "mosquitto-config"],
@@ -24,6 +24,7 @@ GROUP_COMMANDS = {
     "dashboards": ["generate", "verify"],
     "alerts": ["list", "tail", "ack"],
     "silence": ["add", "expire", "list"],
+    "console": ["serve", "users", "db"],
 }
 
 
