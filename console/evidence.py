@@ -62,17 +62,18 @@ class InfluxEvidence:
         tables = self._client.query_api().query(flux)
         return [record for table in tables for record in table.records]
 
-    def _range(self, measurement: str, stack: str, start: datetime, stop: datetime) -> str:
+    def _range(self, measurement: str, start: datetime, stop: datetime, where: str = "true") -> str:
+        """The namespace's points of ``measurement`` in [start, stop) that match ``where``."""
         return (
             f"from(bucket: {_flux_string(self._bucket)})"
             f" |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
             f' |> filter(fn: (r) => r._measurement == "{measurement}" and r.ns == {_flux_string(self._ns)}'
-            f" and r.stack == {_flux_string(stack)})"
+            f" and {where})"
         )
 
     async def hourly(self, stack: str, parameter: str, start: datetime, stop: datetime) -> HourlySeries:
         flux = (
-            self._range("hourly", stack, start, stop)
+            self._range("hourly", start, stop, f"r.stack == {_flux_string(stack)}")
             + f' |> filter(fn: (r) => r.parameter == {_flux_string(parameter)} and r.status == "valid")'
             + ' |> filter(fn: (r) => r._field == "converted" or r._field == "limit")'
         )
@@ -85,20 +86,14 @@ class InfluxEvidence:
         return HourlySeries(converted, limits[-1] if limits else None)
 
     async def readings(self, stack: str, parameter: str, start: datetime, stop: datetime) -> list[Point]:
-        flux = (
-            self._range("reading", stack, start, stop) + f" |> filter(fn: (r) => r._field == {_flux_string(parameter)})"
-        )
+        where = f"r.stack == {_flux_string(stack)} and r._field == {_flux_string(parameter)}"
+        flux = self._range("reading", start, stop, where)
         records = await asyncio.to_thread(self._query, flux)
         return sorted((Point(r.get_time(), float(r.get_value())) for r in records), key=lambda p: p.at)
 
     async def alert_events(self, start: datetime, stop: datetime) -> list[AlertPoint]:
         """Every alert event of the namespace in [start, stop)."""
-        flux = (
-            f"from(bucket: {_flux_string(self._bucket)})"
-            f" |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
-            f' |> filter(fn: (r) => r._measurement == "alert" and r.ns == {_flux_string(self._ns)}'
-            ' and r._field == "alert_id")'
-        )
+        flux = self._range("alert", start, stop, 'r._field == "alert_id"')
         records = await asyncio.to_thread(self._query, flux)
         kinds = {k.value for k in AlertKind}
         return [
@@ -116,12 +111,8 @@ class InfluxEvidence:
 
     async def latest_flags(self, start: datetime, stop: datetime) -> list[FlagSample]:
         """Each stack's latest data flag per parameter in [start, stop)."""
-        flux = (
-            f"from(bucket: {_flux_string(self._bucket)})"
-            f" |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
-            f' |> filter(fn: (r) => r._measurement == "reading" and r.ns == {_flux_string(self._ns)}'
-            " and r._field =~ /_flag$/) |> last()"  # per series; rules.fleet_status breaks ties
-        )
+        # last() per series (realtime, minute...); rules.fleet_status breaks ties between them
+        flux = self._range("reading", start, stop, "r._field =~ /_flag$/") + " |> last()"
         records = await asyncio.to_thread(self._query, flux)
         flags = {f.value for f in DataFlag}
         return [

@@ -108,6 +108,10 @@ def _history(session: Session, case_id: int, entry: machine.Entry) -> None:
 _SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 
 
+def _worse(severity: str, other: str) -> str:
+    return max(severity, other, key=_SEVERITY_ORDER.__getitem__)
+
+
 def actor_of(user: db.User) -> Actor:
     return Actor(
         username=user.username,
@@ -212,7 +216,7 @@ class CaseStore:
                 alert.state, alert.end = "resolved", event.end or event.at
             elif event.event is AlertEventType.ACKNOWLEDGED:
                 alert.state = "acknowledged" if alert.state != "resolved" else alert.state
-            alert.severity = max(alert.severity, event.severity.value, key=_SEVERITY_ORDER.__getitem__)
+            alert.severity = _worse(alert.severity, event.severity.value)
         s.add(
             db.AlertEventRow(
                 event_key=key,
@@ -226,7 +230,7 @@ class CaseStore:
         if alert.case_id is not None:
             row = s.get_one(db.Case, alert.case_id)
             _write(row, machine.observe(to_domain(row), event), event.at)
-            row.severity = max(row.severity, event.severity.value, key=_SEVERITY_ORDER.__getitem__)
+            row.severity = _worse(row.severity, event.severity.value)
         elif self.policy.opens_case(event):
             self._open_or_join(s, alert, event, stats)
 
@@ -272,7 +276,7 @@ class CaseStore:
                 return
             step = joined
             _write(row, step.case, event.at)
-            row.severity = max(row.severity, event.severity.value, key=_SEVERITY_ORDER.__getitem__)
+            row.severity = _worse(row.severity, event.severity.value)
             if step.entry.action is machine.Action.RECUR:
                 stats.recurred += 1
             else:

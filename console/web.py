@@ -289,22 +289,22 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             return _back(case_id, f"refused: {result.reason}")
         return _back(case_id, f"{action.value}: done")
 
-    @app.get("/reports/monthly", response_class=HTMLResponse)
-    def monthly(request: Request, v: UserDep, month: str = "") -> Response:
+    def month_report(v: Visit, month: str) -> tuple[datetime, list[report.ReportRow]]:
+        """The month asked for (default: this one) and its report over what the user may see."""
         assert v.user is not None
         first = report.parse_month(month) if month else report.month_of(v.now)
         if first is None:
             raise HTTPException(400, f"month: {month!r} is not YYYY-MM")
-        rows = report.monthly(v.db, actor_of(v.user), first, v.now)
+        return first, report.monthly(v.db, actor_of(v.user), first, v.now)
+
+    @app.get("/reports/monthly", response_class=HTMLResponse)
+    def monthly(request: Request, v: UserDep, month: str = "") -> Response:
+        first, rows = month_report(v, month)
         return render(request, "report.html", v, rows=rows, month=first, columns=report.COLUMNS)
 
     @app.get("/reports/monthly.{fmt}")
     def monthly_file(v: UserDep, fmt: str, month: str = "") -> Response:
-        assert v.user is not None
-        first = report.parse_month(month) if month else report.month_of(v.now)
-        if first is None:
-            raise HTTPException(400, f"month: {month!r} is not YYYY-MM")
-        rows = report.monthly(v.db, actor_of(v.user), first, v.now)
+        first, rows = month_report(v, month)
         name = f"cases-{first:%Y-%m}"
         if fmt == "csv":
             return Response(report.to_csv(rows), media_type="text/csv; charset=utf-8",

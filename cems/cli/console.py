@@ -76,6 +76,14 @@ def _influx_token_or_none(settings: ConsoleSettings) -> str | None:
         return None
 
 
+def _store(url: str | None):  # type: ignore[no-untyped-def]
+    """The case store on the migrated database, for account commands (no policy or registry)."""
+    from console.store import CaseStore
+    from rules.cases.policy import CasePolicy
+
+    return CaseStore(_engine(url), CasePolicy(), {})
+
+
 def _engine(url: str | None):  # type: ignore[no-untyped-def]
     from console import migrate
     from console.db import make_engine
@@ -110,9 +118,7 @@ def users_add(
     from datetime import UTC, datetime
 
     from console.auth import AccountError, add_user
-    from console.store import CaseStore
     from rules.cases.access import Role
-    from rules.cases.policy import CasePolicy
 
     try:
         chosen = Role(role)
@@ -124,7 +130,7 @@ def users_add(
             raise typer.BadParameter(f"environment variable {password_env} is not set", param_hint="--password-env")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    store = CaseStore(_engine(url), CasePolicy(), {})
+    store = _store(url)
     try:
         with store.session() as s:
             add_user(s, username=username, password=password, role=chosen, now=datetime.now(UTC),
@@ -140,10 +146,8 @@ def users_list(url: DatabaseOption = None) -> None:
     from sqlalchemy import select
 
     from console.db import User
-    from console.store import CaseStore
-    from rules.cases.policy import CasePolicy
 
-    store = CaseStore(_engine(url), CasePolicy(), {})
+    store = _store(url)
     table = Table("user", "role", "districts", "enterprise", "active")
     with store.session() as s:
         for u in s.scalars(select(User).order_by(User.username)):
@@ -161,12 +165,10 @@ def users_demo(
     (`officer-1`, ...) and an account per enterprise (its id); one shared password from
     CEMS_CONSOLE_DEMO_PASSWORD or generated once into the state folder's secrets."""
     from console.demo import ensure_demo_users
-    from console.store import CaseStore
     from contracts.registry import load_registry
-    from rules.cases.policy import CasePolicy
 
     settings = _settings(registry=registry)
-    store = CaseStore(_engine(url), CasePolicy(), {})
+    store = _store(url)
     password = demo_password()
     created = ensure_demo_users(store, load_registry(settings.registry), password)
     if quiet:

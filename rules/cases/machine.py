@@ -171,7 +171,7 @@ def on_alert(case: Case, event: AlertEvent, *, known_alert: bool, policy: CasePo
         return None
     updated = observe(case, event)
     if case.state is CaseState.VERIFYING:
-        days = policy.kinds[case.kind].response_days if case.kind in policy.kinds else 7
+        days = policy.windows(case.kind).response_days
         reopened = replace(
             updated,
             state=CaseState.RECTIFYING,
@@ -202,8 +202,7 @@ def verification(case: Case, policy: CasePolicy, now: datetime) -> Verification:
     """May the case be closed as verified at ``now``: it is verifying, none of its alerts is
     open, and the kind's window has passed since the response and since the condition was last
     seen, whichever is later."""
-    kind_policy = policy.kinds.get(case.kind)
-    days = kind_policy.verify_days if kind_policy else 7
+    days = policy.windows(case.kind).verify_days
     if case.state is not CaseState.VERIFYING or case.responded_at is None:
         return Verification(False, "not_verifying", None, None)
     quiet_since = max(case.responded_at, case.last_occurrence_at)
@@ -251,7 +250,7 @@ def apply(case: Case, command: Command, policy: CasePolicy, now: datetime) -> St
         case Action.REOPEN:
             if not command.note.strip():
                 return Refusal("reason_required")
-            days = policy.kinds[case.kind].response_days if case.kind in policy.kinds else 7
+            days = policy.windows(case.kind).response_days
             new = replace(
                 case,
                 closed_at=None,

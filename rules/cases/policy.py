@@ -53,6 +53,11 @@ class CasePolicy(BaseModel):
     def for_kind(self, kind: AlertKind) -> KindPolicy | None:
         return self.kinds.get(kind)
 
+    def windows(self, kind: AlertKind) -> KindPolicy:
+        """The kind's verification and response windows (the defaults for a kind not listed,
+        whose cases were opened under an earlier policy)."""
+        return self.kinds.get(kind) or KindPolicy()
+
     def opens_case(self, event: AlertEvent) -> bool:
         """Whether this event opens a case (or joins the open one): the kind opens cases and its
         condition has lasted long enough by the event's own time."""
