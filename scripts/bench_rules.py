@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contracts.parameters import PARAMETERS
 from contracts.reading import DataKind, Measurement, Reading, Source
-from contracts.registry import load_registry
+from contracts.registry import Registry, load_registry
 from rules.replay import ReplayDriver
 from streams.engine import load_engine
 
@@ -32,9 +32,9 @@ TYPICAL = {
 }  # fmt: skip
 
 
-def readings(hours: int, seed: int = 7) -> list[Reading]:
+def readings(hours: int, seed: int = 7, registry: Registry | None = None) -> list[Reading]:
     rnd = random.Random(seed)
-    registry = load_registry()
+    registry = registry or load_registry()
     t0 = datetime(2026, 3, 2, tzinfo=UTC)
     out = []
     for minute in range(hours * 60):
