@@ -177,6 +177,8 @@ def deactivate(
     hold_down_s: int = 0,
     evidence: dict[str, Any] | None = None,
 ) -> list[AlertEvent]:
+    if (kind.value, parameter) not in state.alerts:
+        return []  # not open: nothing to resolve (``Verdict.NOT_OPEN``)
     return decide_deactivate(
         state, profile, kind, parameter, at=at, end=end, hold_down_s=hold_down_s, evidence=evidence
     ).events

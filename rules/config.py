@@ -7,6 +7,7 @@ industry's catalogue entry, overridden by the registry's per-stack values.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,10 @@ class FalsificationSettings(_Strict):
     zs_tolerance_ratio: float = 0.05
     zs_tolerance_abs: float = 1.0
     zs_minutes: int = 10
+
+    @cached_property
+    def sorted_flatline_parameters(self) -> tuple[str, ...]:
+        return tuple(sorted(self.flatline_parameters))
 
 
 class RuleSettings(_Strict):
@@ -144,6 +149,16 @@ class StackProfile(_Strict):
 
     def limit(self, parameter: str) -> float | None:
         return self.limits_mg_m3.get(parameter)
+
+    @cached_property
+    def sorted_parameters(self) -> tuple[str, ...]:
+        """The declared parameters in name order (the order the rules judge them in)."""
+        return tuple(sorted(self.parameters))
+
+    @cached_property
+    def sorted_o2_converted(self) -> tuple[str, ...]:
+        """The parameters judged at reference O2, in name order."""
+        return tuple(sorted(self.o2_converted))
 
 
 def stack_limits(industry: IndustryLimits | None, stack: Stack) -> dict[str, float]:

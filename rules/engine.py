@@ -77,7 +77,9 @@ class DetectionEngine:
             state.first_tick = now
         horizon = now - settings.grace_s
         limit = horizon - horizon % MINUTE  # minutes starting before this have ended >= grace ago
-        for minute in sorted(m for m in state.open_minutes if m < limit):
+        due = [m for m in state.open_minutes if m < limit]
+        due.sort()
+        for minute in due:
             self._close_hours(state, profile, before=minute - minute % HOUR, out=out)
             minutes = close_minute(state, minute)
             out.events += gaps.on_minute_closed(state, profile, settings, minute, minutes)
@@ -96,7 +98,9 @@ class DetectionEngine:
         return out
 
     def _close_hours(self, state: StackState, profile: StackProfile, before: int, out: Output) -> None:
-        for hour in sorted(h for h in state.hours if h + HOUR <= before):
+        due = [h for h in state.hours if h + HOUR <= before]
+        due.sort()
+        for hour in due:
             accs = state.hours.pop(hour)
             averages = hourly_averages(profile, self.settings, hour, accs)
             out.hourly += averages.values()

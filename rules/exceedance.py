@@ -11,6 +11,9 @@ from .config import RuleSettings, StackProfile
 from .conversion import o2_converted
 from .state import Minute, StackState
 
+# how these alerts are keyed in ``StackState.alerts``
+_EXCEEDANCE, _EARLY_WARNING, _SPIKE = AlertKind.EXCEEDANCE.value, AlertKind.EARLY_WARNING.value, AlertKind.SPIKE.value
+
 
 def on_hour_closed(
     state: StackState, profile: StackProfile, settings: RuleSettings, hour: int, averages: dict[str, HourlyAverage]
@@ -23,7 +26,7 @@ def on_hour_closed(
         exceeded = avg.exceeds
         if exceeded:
             assert avg.converted is not None and avg.mean is not None
-            open_alert = state.alerts.get((AlertKind.EXCEEDANCE.value, name))
+            open_alert = state.alerts.get((_EXCEEDANCE, name))
             hours = (open_alert.evidence.get("exceeding_hours", 1) + 1) if open_alert else 1
             evidence = {
                 "hour_start": ts(hour).isoformat(),
@@ -83,7 +86,7 @@ def on_minute_closed(
         running = acc.total / k * factor
         certain = can_be_judged and acc.total * factor / (k + remaining) > limit
         likely = can_be_judged and k >= settings.early_warning_min_minutes and running > limit
-        open_warning = state.alerts.get((AlertKind.EARLY_WARNING.value, name))
+        open_warning = state.alerts.get((_EARLY_WARNING, name))
         if open_warning is not None and (open_warning.evidence["certain"] or not certain):
             pass  # already warned; only the step from likely to certain is news
         elif certain or likely:
@@ -113,7 +116,7 @@ def on_minute_closed(
                     evidence={"peak_mg_m3": round(peak, 3), "limit_mg_m3": limit, "minute": ts(minute).isoformat()},
                     update_every_s=settings.spike_hold_down_s,
                 )  # fmt: skip
-            else:
+            elif (_SPIKE, name) in state.alerts:
                 events += deactivate(
                     state, profile, AlertKind.SPIKE, name, at=at, hold_down_s=settings.spike_hold_down_s
                 )

@@ -12,6 +12,9 @@ from .config import RuleSettings, StackProfile
 from .conversion import o2_converted
 from .state import Minute, StackState
 
+# how these alerts are keyed in ``StackState.alerts``
+_FLATLINE, _ZS_MISMATCH = AlertKind.FLATLINE.value, AlertKind.ZS_MISMATCH.value
+
 
 def on_minute_closed(
     state: StackState, profile: StackProfile, settings: RuleSettings, minute: int, minutes: dict[str, Minute]
@@ -24,26 +27,32 @@ def _flatline(
 ) -> list[AlertEvent]:
     fs = settings.falsification
     events: list[AlertEvent] = []
-    running = unit_running(state, settings, minutes)
+    running: bool | None = None  # whether the unit runs, once a flat line is long enough to ask
     at = minute + MINUTE
-    for name in sorted(fs.flatline_parameters & minutes.keys()):
-        m = minutes[name]
-        if not m.valid or m.value is None or m.vmin is None or m.vmax is None:
+    tolerance, flat_runs = fs.flatline_tolerance, state.flat_runs
+    for name in fs.sorted_flatline_parameters:
+        m = minutes.get(name)
+        if m is None or not m.valid or m.value is None or m.vmin is None or m.vmax is None:
             continue
-        run = state.flat_runs.get(name)
-        flat_minute = m.vmax - m.vmin <= fs.flatline_tolerance
-        if flat_minute and run is not None and abs(m.value - run[0]) <= fs.flatline_tolerance:
+        run = flat_runs.get(name)
+        flat_minute = m.vmax - m.vmin <= tolerance
+        if flat_minute and run is not None and abs(m.value - run[0]) <= tolerance:
             run = (run[0], run[1], run[2] + 1)
         else:
             # the value moved, within the minute or from the last one (a minute of one sample
             # never moves within itself): whatever was flat before is over
-            events += deactivate(state, profile, AlertKind.FLATLINE, name, at=at, end=minute)
+            if (_FLATLINE, name) in state.alerts:
+                events += deactivate(state, profile, AlertKind.FLATLINE, name, at=at, end=minute)
             run = (m.value, minute, 1) if flat_minute else None
         if run is None:
-            state.flat_runs.pop(name, None)
+            flat_runs.pop(name, None)
             continue
-        state.flat_runs[name] = run
-        if run[2] >= fs.flatline_minutes and running:
+        flat_runs[name] = run
+        if run[2] < fs.flatline_minutes:
+            continue
+        if running is None:
+            running = unit_running(state, settings, minutes)
+        if running:
             events += activate(
                 state, profile, AlertKind.FLATLINE, name, at=at, start=run[1], severity=Severity.WARNING,
                 reason=f"{name} constant at {run[0]:g} for {run[2]} minutes while the unit runs",
@@ -62,9 +71,9 @@ def _zs(
     if o2 is None or not o2.valid or o2.value is None or o2.value >= settings.o2_not_convertible_pct:
         return events
     at = minute + MINUTE
-    for name in sorted(profile.o2_converted & minutes.keys()):
-        m = minutes[name]
-        if not m.valid or m.value is None or m.zs is None:
+    for name in profile.sorted_o2_converted:
+        m = minutes.get(name)
+        if m is None or not m.valid or m.value is None or m.zs is None:
             continue
         expected = o2_converted(m.value, o2.value, profile.reference_o2_pct)
         bad = abs(m.zs - expected) > max(fs.zs_tolerance_abs, fs.zs_tolerance_ratio * expected)
@@ -80,7 +89,7 @@ def _zs(
                           "minutes": run},
                 update_every_s=HOUR,
             )  # fmt: skip
-        elif not bad:
+        elif not bad and (_ZS_MISMATCH, name) in state.alerts:
             events += deactivate(state, profile, AlertKind.ZS_MISMATCH, name, at=at, end=minute)
     return events
 

@@ -15,6 +15,7 @@ from .state import Mark, Minute, StackState
 
 MARK_LOG_KEEP = 200
 QUIET_UPDATES_S = 6 * 3600
+_DATA_GAP = AlertKind.DATA_GAP.value  # how open data gaps are keyed in ``StackState.alerts``
 
 
 def gap_threshold_s(profile: StackProfile, settings: RuleSettings) -> float:
@@ -51,10 +52,11 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
     events += _resolve_stack_gap(state, profile, settings, now)
     # the stack reports: is any declared parameter missing from its readings?
     first = state.first_seen if state.first_seen is not None else state.last_seen
-    for name in sorted(profile.parameters):
-        seen = state.param_last_seen.get(name)
+    last_seen, param_last_seen, alerts = state.last_seen, state.param_last_seen, state.alerts
+    for name in profile.sorted_parameters:
+        seen = param_last_seen.get(name)
         missing_since = seen if seen is not None else first
-        if state.last_seen - missing_since > threshold:
+        if last_seen - missing_since > threshold:
             events += activate(
                 state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, start=missing_since,
                 severity=Severity.WARNING,
@@ -63,7 +65,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                           "threshold_s": threshold},
                 update_every_s=QUIET_UPDATES_S,
             )  # fmt: skip
-        elif seen is not None:
+        elif seen is not None and (_DATA_GAP, name) in alerts:
             events += deactivate(state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, end=seen)
     return events
 
@@ -72,7 +74,7 @@ def _resolve_stack_gap(state: StackState, profile: StackProfile, settings: RuleS
     """The stack reports again: the gap ends at its first reading after the silence, and is
     resolved ``gap_backfill_wait_s`` later, saying how many of the missing readings the device
     sent when asked (``note_backfilled``)."""
-    alert = state.alerts.get((AlertKind.DATA_GAP.value, None))
+    alert = state.alerts.get((_DATA_GAP, None))
     if alert is None:
         return []
     assert state.last_seen is not None
@@ -88,7 +90,7 @@ def _resolve_stack_gap(state: StackState, profile: StackProfile, settings: RuleS
 def note_backfilled(state: StackState, event_time: int) -> None:
     """A reading the device sent when asked for a period: if it falls in the stack's open data
     gap, the gap's evidence counts it (and the period it covers)."""
-    alert = state.alerts.get((AlertKind.DATA_GAP.value, None))
+    alert = state.alerts.get((_DATA_GAP, None))
     if alert is None or event_time < alert.start:
         return
     evidence, at = alert.evidence, ts(event_time).isoformat()
