@@ -37,6 +37,7 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
         return False
     buckets = state.open_minutes.setdefault(minute, {})
     invalid = settings.invalid_flags
+    last_seen = state.param_last_seen
     for name, m in reading.values.items():
         b = buckets.get(name)
         if b is None:
@@ -45,16 +46,19 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
             b.n_invalid += 1
             b.flags[m.flag.value] = b.flags.get(m.flag.value, 0) + 1
         else:
-            b.total += m.value
+            value = m.value
+            b.total += value
             b.n_valid += 1
-            b.vmin = min(b.vmin, m.value)
-            b.vmax = max(b.vmax, m.value)
+            if value < b.vmin:
+                b.vmin = value
+            if value > b.vmax:
+                b.vmax = value
             if m.zs is not None:
                 b.zs_total += m.zs
                 b.zs_n += 1
-        prev = state.param_last_seen.get(name)
+        prev = last_seen.get(name)
         if prev is None or t > prev:
-            state.param_last_seen[name] = t
+            last_seen[name] = t
     if state.last_seen is None or t > state.last_seen:
         state.last_seen = t
     if state.first_seen is None or t < state.first_seen:
@@ -66,24 +70,25 @@ def close_minute(state: StackState, minute: int) -> dict[str, Minute]:
     buckets = state.open_minutes.pop(minute, {})
     out = {}
     for name, b in buckets.items():
-        valid = b.n_valid > 0
-        flag = None if valid else max(b.flags, key=lambda f: b.flags[f]) if b.flags else None
-        out[name] = Minute(
-            start=minute,
-            value=b.total / b.n_valid if valid else None,
-            valid=valid,
-            flag=flag,
-            vmin=b.vmin if valid else None,
-            vmax=b.vmax if valid else None,
-            zs=b.zs_total / b.zs_n if b.zs_n else None,
-        )
+        zs = b.zs_total / b.zs_n if b.zs_n else None
+        if b.n_valid:  # the mean of the valid samples
+            #                   start,  value,                 valid, flag, vmin,   vmax,   zs
+            out[name] = Minute(minute, b.total / b.n_valid, True, None, b.vmin, b.vmax, zs)
+        else:  # no valid sample: the invalid flag that dominated
+            flag = max(b.flags, key=b.flags.__getitem__) if b.flags else None
+            out[name] = Minute(minute, None, False, flag, None, None, zs)
     return out
 
 
 def add_to_hour(state: StackState, minutes: dict[str, Minute]) -> None:
+    """Closed minutes (all of the same minute, as ``close_minute`` gives them) into their hour."""
+    accs: dict[str, HourAcc] | None = None
     for name, m in minutes.items():
-        hour = m.start - m.start % HOUR
-        acc = state.hours.setdefault(hour, {}).setdefault(name, HourAcc())
+        if accs is None:
+            accs = state.hours.setdefault(m.start - m.start % HOUR, {})
+        acc = accs.get(name)
+        if acc is None:
+            acc = accs[name] = HourAcc()
         if m.valid and m.value is not None:
             acc.total += m.value
             acc.n_valid += 1

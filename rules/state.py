@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.alerts import AlertState
 
@@ -22,9 +22,8 @@ class MinuteBucket:
     flags: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Minute:
-    """A closed minute of one parameter."""
+class Minute(NamedTuple):
+    """A closed minute of one parameter (passed to the rules, never stored: a tuple, quick to make)."""
 
     start: int
     value: float | None  # mean of valid samples
