@@ -157,6 +157,9 @@ class RejectReason(StrEnum):
     TOO_FREQUENT = "too_frequent"
     #: the gateway failed on this input in a way nobody foresaw: a bug, kept with the exception type
     INTERNAL_ERROR = "internal_error"
+    #: the InfluxDB sink: InfluxDB refused the record's point (HTTP 400/413/422, e.g. a field
+    #: type conflict), kept with InfluxDB's answer
+    INFLUX_REJECTED = "influx_rejected"
 
 
 class DeadLetter(_Frozen):

@@ -45,6 +45,11 @@ class StreamSettings(BaseSettings):
     sink_group: str = "cems-influx-sink"
     sink_batch_size: int = 5000
     sink_max_wait_s: float = 1.0
+    #: Prometheus metrics of `cems sink` on http://host:port/metrics (0 = off)
+    sink_metrics_port: int = 0
+    #: back-off between tries of a write InfluxDB may take later: doubles from the first to the cap
+    sink_retry_initial_s: float = 0.5
+    sink_retry_max_s: float = 10.0
 
     @property
     def app_id(self) -> str:
