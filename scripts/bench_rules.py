@@ -1,27 +1,37 @@
-"""Throughput of the pure detection rules, one core, no I/O.
+"""Throughput of the pure detection rules, one core, no I/O, beside the raw limit.
 
-    .venv/bin/python scripts/bench_rules.py [--hours 6]
+    .venv/bin/python scripts/bench_rules.py [--hours 6] [--runs 3] [--profile]
 
 Replays every stack of the sample registry for --hours of one-minute readings (all declared
 parameters, with noise) through the same ReplayDriver that `cems replay` uses, and prints
-readings per second, with alert and hourly-average counts.
+readings per second, with alert and hourly-average counts. Beside it, measured in the same run
+on the same readings: the floor, a bare Python loop that only touches each reading's values
+(what no rule written in Python can beat). With --profile, one more replay is sampled by
+py-spy (attached to this process) and its busiest lines in rules/ are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cems.pyspy import top_frames
 from contracts.parameters import PARAMETERS
 from contracts.reading import DataKind, Measurement, Reading, Source
 from contracts.registry import Registry, load_registry
-from rules.replay import ReplayDriver
+from rules.engine import DetectionEngine
+from rules.replay import ReplayDriver, ReplayResult
 from streams.engine import load_engine
 
 TYPICAL = {
@@ -51,20 +61,63 @@ def readings(hours: int, seed: int = 7, registry: Registry | None = None) -> lis
     return out
 
 
+def replay_s(engine: DetectionEngine, data: list[Reading]) -> tuple[float, ReplayResult]:
+    """Seconds to replay ``data`` through a fresh driver, and what it decided."""
+    started = time.perf_counter()
+    result = ReplayDriver(engine).feed_all(data).finish()
+    return time.perf_counter() - started, result
+
+
+def floor_s(data: list[Reading]) -> float:
+    """Seconds of a bare loop that only touches each reading's values: the raw limit."""
+    started = time.perf_counter()
+    total = 0.0
+    for reading in data:
+        for m in reading.values.values():
+            total += m.value
+    return time.perf_counter() - started
+
+
+def profile(engine: DetectionEngine, data: list[Reading], output: Path) -> list[tuple[str, float]] | None:
+    """One more replay, sampled by py-spy attached to this process: the busiest lines in rules/."""
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        return None
+    argv = [py_spy, "record", "--pid", str(os.getpid()), "--format", "raw", "--output", str(output), "--rate", "500"]
+    spy = subprocess.Popen([*argv, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # attached
+    replay_s(engine, data)
+    spy.send_signal(signal.SIGINT)
+    spy.wait(30)
+    return top_frames(output, ("rules/",), count=15, elsewhere="elsewhere (the driver loop, idle)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=1, help="replays to time (each with a fresh state)")
+    parser.add_argument("--profile", action="store_true", help="sample one more replay with py-spy")
     args = parser.parse_args()
     data = readings(args.hours)
     engine = load_engine(load_registry())
-    started = time.perf_counter()
-    result = ReplayDriver(engine).feed_all(data).finish()
-    elapsed = time.perf_counter() - started
-    print(
-        f"rules, one core: {len(data):,} readings ({len(engine.profiles)} stacks x {args.hours} h of minutes) "
-        f"in {elapsed:.2f}s = {len(data) / elapsed:,.0f} readings/s; "
-        f"{len(result.hourly):,} hourly averages, {len(result.events)} alert events"
-    )
+    for run in range(1, args.runs + 1):
+        elapsed, result = replay_s(engine, data)
+        floor = floor_s(data)
+        print(
+            f"run {run}: rules, one core: {len(data):,} readings ({len(engine.profiles)} stacks x {args.hours} h of "
+            f"minutes) in {elapsed:.2f}s = {len(data) / elapsed:,.0f} readings/s; floor (a bare loop touching each "
+            f"reading's values) {len(data) / floor:,.0f} readings/s, the rules take {elapsed / floor:.0f} x the floor; "
+            f"{len(result.hourly):,} hourly averages, {len(result.events)} alert events"
+        )
+    if args.profile:
+        output = Path(tempfile.mkstemp(prefix="bench-rules-", suffix=".txt")[1])
+        frames = profile(engine, data, output)
+        if frames is None:
+            print("py-spy not found: no profile")
+            return
+        print(f"py-spy, one more replay ({output}): innermost line in rules/ by share of samples")
+        for frame, share in frames:
+            print(f"  {share:6.1%}  {frame}")
 
 
 if __name__ == "__main__":
