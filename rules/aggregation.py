@@ -49,9 +49,10 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
             value = m.value
             b.total += value
             b.n_valid += 1
-            if value < b.vmin:
+            # comparisons, not min() and max(): this is the hottest loop of the rules
+            if value < b.vmin:  # noqa: PLR1730
                 b.vmin = value
-            if value > b.vmax:
+            if value > b.vmax:  # noqa: PLR1730
                 b.vmax = value
             if m.zs is not None:
                 b.zs_total += m.zs

@@ -34,21 +34,29 @@ SIGNALS = (
     "dilution",
 )
 BASELINE_PARAMETERS = ("flow", "o2", "so2", "nox", "pm", "nmhc", "temperature", "humidity")
+_BYPASS = AlertKind.BYPASS.value  # how the bypass alert is keyed in ``StackState.alerts``
 
 
-def _value(minutes: dict[str, Minute], name: str) -> float | None:
-    m = minutes.get(name)
-    return m.value if m is not None and m.valid else None
+def valid_values(minutes: dict[str, Minute]) -> dict[str, float]:
+    """The minute's value of each parameter that has a valid one."""
+    return {name: m.value for name, m in minutes.items() if m.valid and m.value is not None}
 
 
 def baseline(state: StackState, settings: RuleSettings, name: str) -> float | None:
-    if state.baseline_minutes < settings.bypass.baseline_min_minutes:
-        return None
-    return state.baselines.get(name)
+    return _baselines(state, settings).get(name)
+
+
+def _baselines(state: StackState, settings: RuleSettings) -> dict[str, float]:
+    """The baselines, once learnt from enough normal minutes (none before)."""
+    return {} if state.baseline_minutes < settings.bypass.baseline_min_minutes else state.baselines
 
 
 def unit_running(state: StackState, settings: RuleSettings, minutes: dict[str, Minute]) -> bool:
-    flow = _value(minutes, "flow")
+    return _running(state, settings, valid_values(minutes))
+
+
+def _running(state: StackState, settings: RuleSettings, values: dict[str, float]) -> bool:
+    flow = values.get("flow")
     if flow is None:
         return False
     base = baseline(state, settings, "flow")
@@ -56,21 +64,23 @@ def unit_running(state: StackState, settings: RuleSettings, minutes: dict[str, M
 
 
 def signals(
-    state: StackState, profile: StackProfile, settings: RuleSettings, minutes: dict[str, Minute]
+    state: StackState, profile: StackProfile, settings: RuleSettings, values: dict[str, float]
 ) -> dict[str, tuple[float, dict[str, Any]]]:
+    """The bypass signals in one minute's valid ``values``, with their confidence and details."""
     bp = settings.bypass
+    bases = _baselines(state, settings)
     out: dict[str, tuple[float, dict[str, Any]]] = {}
-    damper = _value(minutes, "bypass_damper")
+    damper = values.get("bypass_damper")
     if damper is not None and damper >= bp.damper_open_pct:
         out["damper_open"] = (0.95, {"damper_pct": round(damper, 2)})
-    duct_flow = _value(minutes, "bypass_flow")
+    duct_flow = values.get("bypass_flow")
     if duct_flow is not None and duct_flow >= bp.duct_flow_m3_s:
         out["bypass_duct_flow"] = (0.95, {"bypass_flow_m3_s": round(duct_flow, 3)})
-    duct_temp = _value(minutes, "bypass_temperature")
+    duct_temp = values.get("bypass_temperature")
     if duct_temp is not None and duct_temp >= bp.duct_temperature_c:
         out["bypass_duct_hot"] = (0.85, {"bypass_temperature_c": round(duct_temp, 2)})
-    flow, load = _value(minutes, "flow"), _value(minutes, "load")
-    base_flow = baseline(state, settings, "flow")
+    flow, load = values.get("flow"), values.get("load")
+    base_flow = bases.get("flow")
     if (
         flow is not None
         and load is not None
@@ -82,9 +92,9 @@ def signals(
             0.7,
             {"flow_m3_s": round(flow, 3), "baseline_flow_m3_s": round(base_flow, 3), "load_pct": round(load, 1)},
         )
-    running = unit_running(state, settings, minutes)
+    running = _running(state, settings, values)
     if profile.wet_desulphurisation and running:
-        temp, hum = _value(minutes, "temperature"), _value(minutes, "humidity")
+        temp, hum = values.get("temperature"), values.get("humidity")
         too_hot = temp is not None and temp > bp.wet_fgd_max_temperature_c
         too_dry = hum is not None and hum < bp.wet_fgd_min_humidity_pct
         if too_hot or too_dry:
@@ -93,11 +103,11 @@ def signals(
                 {"temperature_c": None if temp is None else round(temp, 2),
                  "humidity_pct": None if hum is None else round(hum, 2)},
             )  # fmt: skip
-    o2, base_o2 = _value(minutes, "o2"), baseline(state, settings, "o2")
+    o2, base_o2 = values.get("o2"), bases.get("o2")
     if running and o2 is not None and base_o2 is not None and o2 >= bp.dilution_o2_pct > base_o2 + 3:
         drops = {}
         for name in ("so2", "nox", "pm", "nmhc"):
-            value, base = _value(minutes, name), baseline(state, settings, name)
+            value, base = values.get(name), bases.get(name)
             if value is not None and base and value < bp.dilution_drop_ratio * base:
                 drops[name] = {"value": round(value, 3), "baseline": round(base, 3)}
         if drops:
@@ -109,14 +119,18 @@ def on_minute_closed(
     state: StackState, profile: StackProfile, settings: RuleSettings, minute: int, minutes: dict[str, Minute]
 ) -> list[AlertEvent]:
     bp = settings.bypass
-    found = signals(state, profile, settings, minutes)
+    values = valid_values(minutes)
+    found = signals(state, profile, settings, values)
+    runs = state.bypass_runs
     for name in SIGNALS:
-        state.bypass_runs[name] = state.bypass_runs.get(name, 0) + 1 if name in found else 0
-    confirmed = {n: s for n, s in found.items() if state.bypass_runs[n] >= bp.persist_minutes}
+        runs[name] = runs.get(name, 0) + 1 if name in found else 0
+    confirmed = {n: s for n, s in found.items() if runs[n] >= bp.persist_minutes}
     at = minute + MINUTE
-    if not found and unit_running(state, settings, minutes):
-        _update_baselines(state, settings, minutes)
+    if not found and _running(state, settings, values):
+        _update_baselines(state, settings, values)
     if not confirmed:
+        if (_BYPASS, None) not in state.alerts:
+            return []  # nothing open to resolve
         return deactivate(state, profile, AlertKind.BYPASS, None, at=at, hold_down_s=bp.hold_down_s)
     longest = max(state.bypass_runs[n] for n in confirmed)
     confidence = max(c for c, _ in confirmed.values())
@@ -134,15 +148,16 @@ def on_minute_closed(
     )  # fmt: skip
 
 
-def _update_baselines(state: StackState, settings: RuleSettings, minutes: dict[str, Minute]) -> None:
+def _update_baselines(state: StackState, settings: RuleSettings, values: dict[str, float]) -> None:
     alpha = settings.bypass.baseline_alpha
+    baselines = state.baselines
     updated = False
     for name in BASELINE_PARAMETERS:
-        value = _value(minutes, name)
+        value = values.get(name)
         if value is None:
             continue
-        old = state.baselines.get(name)
-        state.baselines[name] = value if old is None else old + alpha * (value - old)
+        old = baselines.get(name)
+        baselines[name] = value if old is None else old + alpha * (value - old)
         updated = True
     if updated:
         state.baseline_minutes += 1

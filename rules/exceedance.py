@@ -58,8 +58,12 @@ def on_hour_closed(
 
 
 def _factor(profile: StackProfile, settings: RuleSettings, name: str, o2: float | None) -> float | None:
-    if name not in profile.o2_converted:
-        return 1.0
+    """What multiplies ``name``'s concentration to judge it (at ``o2``), None when it cannot be judged."""
+    return _o2_factor(profile, settings, o2) if name in profile.o2_converted else 1.0
+
+
+def _o2_factor(profile: StackProfile, settings: RuleSettings, o2: float | None) -> float | None:
+    """The factor to reference O2 at ``o2``; None when O2 is missing or near ambient."""
     if o2 is None or o2 >= settings.o2_not_convertible_pct:
         return None
     return o2_converted(1.0, o2, profile.reference_o2_pct)
@@ -74,11 +78,12 @@ def on_minute_closed(
     accs = state.hours.get(hour, {})
     o2_acc = accs.get("o2")
     o2_run = o2_acc.total / o2_acc.n_valid if o2_acc and o2_acc.n_valid else None
+    o2_factor = _o2_factor(profile, settings, o2_run)  # the same for each parameter judged at reference O2
     remaining = (hour + HOUR - (minute + MINUTE)) // MINUTE
     at = minute + MINUTE
     for name, limit in profile.limits_mg_m3.items():
         acc = accs.get(name)
-        factor = _factor(profile, settings, name, o2_run)
+        factor = o2_factor if name in profile.o2_converted else 1.0
         if acc is None or acc.n_valid == 0 or factor is None:
             continue
         k = acc.n_valid

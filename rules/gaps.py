@@ -49,7 +49,8 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                       "expected_interval_s": interval, "threshold_s": threshold},
             update_every_s=QUIET_UPDATES_S,
         )  # fmt: skip
-    events += _resolve_stack_gap(state, profile, settings, now)
+    if state.alerts:
+        events += _resolve_stack_gap(state, profile, settings, now)
     # the stack reports: is any declared parameter missing from its readings?
     first = state.first_seen if state.first_seen is not None else state.last_seen
     last_seen, param_last_seen, alerts = state.last_seen, state.param_last_seen, state.alerts
@@ -65,7 +66,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                           "threshold_s": threshold},
                 update_every_s=QUIET_UPDATES_S,
             )  # fmt: skip
-        elif seen is not None and (_DATA_GAP, name) in alerts:
+        elif seen is not None and alerts and (_DATA_GAP, name) in alerts:
             events += deactivate(state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, end=seen)
     return events
 
@@ -105,8 +106,9 @@ def on_minute_closed(
     """Track invalid-flag periods per parameter; alert when one lasts longer than its cap."""
     events: list[AlertEvent] = []
     at = minute + MINUTE
+    marks = state.marks
     for name, m in minutes.items():
-        mark = state.marks.get(name)
+        mark = marks.get(name) if marks else None
         if m.valid or m.flag is None:
             if mark is not None:
                 events += _close_mark(state, profile, name, mark, at, end=minute)
