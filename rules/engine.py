@@ -24,7 +24,7 @@ from .config import RuleSettings, StackProfile
 from .state import StackState
 
 
-@dataclass
+@dataclass(slots=True)
 class Output:
     events: list[AlertEvent] = field(default_factory=list)
     hourly: list[HourlyAverage] = field(default_factory=list)

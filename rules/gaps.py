@@ -52,8 +52,14 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
     if state.alerts:
         events += _resolve_stack_gap(state, profile, settings, now)
     # the stack reports: is any declared parameter missing from its readings?
-    first = state.first_seen if state.first_seen is not None else state.last_seen
     last_seen, param_last_seen, alerts = state.last_seen, state.param_last_seen, state.alerts
+    if (
+        not alerts
+        and profile.parameters <= param_last_seen.keys()
+        and last_seen - min(param_last_seen.values()) <= threshold
+    ):
+        return events  # the usual case: every declared parameter came within the threshold, no gap is open
+    first = state.first_seen if state.first_seen is not None else last_seen
     for name in profile.sorted_parameters:
         seen = param_last_seen.get(name)
         missing_since = seen if seen is not None else first
