@@ -72,13 +72,17 @@ def close_minute(state: StackState, minute: int) -> dict[str, Minute]:
     out = {}
     for name, b in buckets.items():
         zs = b.zs_total / b.zs_n if b.zs_n else None
+        # Minute's fields in order: start, value, valid, flag, vmin, vmax, zs (made as a tuple: this
+        # runs for every parameter of every minute, and NamedTuple's __new__ is a Python function)
         if b.n_valid:  # the mean of the valid samples
-            #                   start,  value,                 valid, flag, vmin,   vmax,   zs
-            out[name] = Minute(minute, b.total / b.n_valid, True, None, b.vmin, b.vmax, zs)
+            out[name] = _new_minute(Minute, (minute, b.total / b.n_valid, True, None, b.vmin, b.vmax, zs))
         else:  # no valid sample: the invalid flag that dominated
             flag = max(b.flags, key=b.flags.__getitem__) if b.flags else None
-            out[name] = Minute(minute, None, False, flag, None, None, zs)
+            out[name] = _new_minute(Minute, (minute, None, False, flag, None, None, zs))
     return out
+
+
+_new_minute = tuple.__new__
 
 
 def add_to_hour(state: StackState, minutes: dict[str, Minute]) -> None:

@@ -34,6 +34,7 @@ SIGNALS = (
     "dilution",
 )
 BASELINE_PARAMETERS = ("flow", "o2", "so2", "nox", "pm", "nmhc", "temperature", "humidity")
+_NO_RUNS = dict.fromkeys(SIGNALS, 0)
 _BYPASS = AlertKind.BYPASS.value  # how the bypass alert is keyed in ``StackState.alerts``
 
 
@@ -64,9 +65,10 @@ def _running(state: StackState, settings: RuleSettings, values: dict[str, float]
 
 
 def signals(
-    state: StackState, profile: StackProfile, settings: RuleSettings, values: dict[str, float]
+    state: StackState, profile: StackProfile, settings: RuleSettings, values: dict[str, float], running: bool
 ) -> dict[str, tuple[float, dict[str, Any]]]:
-    """The bypass signals in one minute's valid ``values``, with their confidence and details."""
+    """The bypass signals in one minute's valid ``values`` (``running``: whether the unit runs in
+    it), with their confidence and details."""
     bp = settings.bypass
     bases = _baselines(state, settings)
     out: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -92,7 +94,6 @@ def signals(
             0.7,
             {"flow_m3_s": round(flow, 3), "baseline_flow_m3_s": round(base_flow, 3), "load_pct": round(load, 1)},
         )
-    running = _running(state, settings, values)
     if profile.wet_desulphurisation and running:
         temp, hum = values.get("temperature"), values.get("humidity")
         too_hot = temp is not None and temp > bp.wet_fgd_max_temperature_c
@@ -120,14 +121,19 @@ def on_minute_closed(
 ) -> list[AlertEvent]:
     bp = settings.bypass
     values = valid_values(minutes)
-    found = signals(state, profile, settings, values)
+    running = _running(state, settings, values)
+    found = signals(state, profile, settings, values, running)
     runs = state.bypass_runs
-    for name in SIGNALS:
-        runs[name] = runs.get(name, 0) + 1 if name in found else 0
-    confirmed = {n: s for n, s in found.items() if runs[n] >= bp.persist_minutes}
+    if found:
+        for name in SIGNALS:
+            runs[name] = runs.get(name, 0) + 1 if name in found else 0
+        confirmed = {n: s for n, s in found.items() if runs[n] >= bp.persist_minutes}
+    else:  # the usual minute: no signal, every run is broken
+        runs.update(_NO_RUNS)
+        confirmed = {}
+        if running:
+            _update_baselines(state, settings, values)
     at = minute + MINUTE
-    if not found and _running(state, settings, values):
-        _update_baselines(state, settings, values)
     if not confirmed:
         if (_BYPASS, None) not in state.alerts:
             return []  # nothing open to resolve

@@ -77,7 +77,8 @@ class DetectionEngine:
             state.first_tick = now
         horizon = now - settings.grace_s
         limit = horizon - horizon % MINUTE  # minutes starting before this have ended >= grace ago
-        due = [m for m in state.open_minutes if m < limit]
+        open_minutes = state.open_minutes
+        due = [m for m in open_minutes if m < limit] if open_minutes and min(open_minutes) < limit else []
         due.sort()
         for minute in due:
             self._close_hours(state, profile, before=minute - minute % HOUR, out=out)
@@ -98,6 +99,8 @@ class DetectionEngine:
         return out
 
     def _close_hours(self, state: StackState, profile: StackProfile, before: int, out: Output) -> None:
+        if not state.hours or min(state.hours) + HOUR > before:
+            return  # the usual case: only the open hour, not due
         due = [h for h in state.hours if h + HOUR <= before]
         due.sort()
         for hour in due:
