@@ -12,7 +12,10 @@ the JSON Schemas.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -160,13 +163,29 @@ class RejectReason(StrEnum):
     #: the InfluxDB sink: InfluxDB refused the record's point (HTTP 400/413/422, e.g. a field
     #: type conflict), kept with InfluxDB's answer
     INFLUX_REJECTED = "influx_rejected"
+    #: the stream worker: a reading for a minute the rules had already closed (judged without it)
+    LATE = "late"
+    #: the stream worker: a record whose key is not the stack it carries (it would reach the
+    #: wrong partition's state)
+    KEY_MISMATCH = "key_mismatch"
+
+
+#: a dead letter keeps a payload whole up to this size (about 0.5 MB as JSON at worst, with its
+#: bytes escaped and in base64: under Kafka's 1 MB), and of a larger one its first
+#: ``DEAD_LETTER_EXCERPT_BYTES`` with its size and SHA-256
+DEAD_LETTER_WHOLE_BYTES = 64 * 1024
+DEAD_LETTER_EXCERPT_BYTES = 1024
+#: an MQTT topic may be 65,535 bytes long: a dead letter keeps its beginning
+ORIGIN_MAX_CHARS = 512
+DETAIL_MAX_CHARS = 2000
 
 
 class DeadLetter(_Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     reason: RejectReason
     detail: str
-    #: where it came from: ``mqtt:<topic>`` or ``tcp:<peer>``
+    #: where it came from: ``mqtt:<topic>``, ``tcp:<peer>``, or ``kafka:<topic>/<partition>@<offset>``
+    #: for a record a stream processor could not use
     origin: str
     received_at: AwareDatetime
     payload_text: str = Field(description="the payload (or its first bytes) decoded as UTF-8 with bad bytes escaped")
@@ -179,3 +198,35 @@ class DeadLetter(_Frozen):
     enterprise: str | None = None
     stack: str | None = None
     mn: str | None = None
+
+    @classmethod
+    def of_payload(
+        cls,
+        reason: RejectReason,
+        detail: str,
+        origin: str,
+        payload: bytes,
+        received_at: datetime,
+        *,
+        whole_up_to: int = DEAD_LETTER_WHOLE_BYTES,
+        enterprise: str | None = None,
+        stack: str | None = None,
+        mn: str | None = None,
+    ) -> DeadLetter:
+        """The dead letter of ``payload``: kept whole up to ``whole_up_to`` bytes, else its
+        first bytes with its size and SHA-256; detail and origin cut to their limits."""
+        kept = payload if len(payload) <= whole_up_to else payload[:DEAD_LETTER_EXCERPT_BYTES]
+        return cls(
+            reason=reason,
+            detail=detail[:DETAIL_MAX_CHARS],
+            origin=origin[:ORIGIN_MAX_CHARS],
+            received_at=received_at,
+            payload_text=kept.decode("utf-8", errors="backslashreplace"),
+            payload_b64=base64.b64encode(kept).decode(),
+            payload_size=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+            payload_truncated=len(kept) < len(payload),
+            enterprise=enterprise,
+            stack=stack,
+            mn=mn,
+        )

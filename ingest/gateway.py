@@ -10,8 +10,6 @@ good makes the gateway stop (``failed`` is set) without acknowledging anything m
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import threading
 import time
@@ -25,7 +23,7 @@ from contracts.commands import encode_history
 from contracts.hj212 import data_answer, encode_packet
 from contracts.mqtt_topics import CMD_CHANNEL, HJ212_CHANNEL
 from contracts.mqtt_topics import topic as mqtt_topic
-from contracts.reading import DataKind, DeadLetter, Reading, RejectReason, Source
+from contracts.reading import DEAD_LETTER_WHOLE_BYTES, DataKind, DeadLetter, Reading, RejectReason, Source
 
 from . import metrics
 from .backfill import KIND_INTERVAL_S, BackfillPlanner
@@ -40,14 +38,6 @@ Answer = Callable[[bytes], None]
 
 #: the largest payload the gateway reads (a reading is under 2 KB; an HJ 212 packet under 10 KB)
 MAX_PAYLOAD_BYTES = 64 * 1024
-#: a dead letter keeps a payload whole up to this size (about 0.5 MB as JSON at worst, with its
-#: bytes escaped and in base64: under Kafka's 1 MB whatever ``max_payload_bytes`` is), and of
-#: a larger one its first ``DEAD_LETTER_EXCERPT_BYTES`` with its size and SHA-256
-DEAD_LETTER_WHOLE_BYTES = 64 * 1024
-DEAD_LETTER_EXCERPT_BYTES = 1024
-#: an MQTT topic may be 65,535 bytes long: a dead letter keeps its beginning
-ORIGIN_MAX_CHARS = 512
-DETAIL_MAX_CHARS = 2000
 
 
 #: how a history request reaches a device that sent a reading by this path
@@ -357,18 +347,13 @@ class Gateway:
 
     def _refuse(self, rej: Rejected, origin: str, payload: bytes, pending: _Pending) -> None:
         metrics.REJECTED.labels(rej.reason.value).inc()
-        whole = len(payload) <= min(self.max_payload_bytes, DEAD_LETTER_WHOLE_BYTES)
-        kept = payload if whole else payload[:DEAD_LETTER_EXCERPT_BYTES]
-        letter = DeadLetter(
-            reason=rej.reason,
-            detail=rej.detail[:DETAIL_MAX_CHARS],
-            origin=origin[:ORIGIN_MAX_CHARS],
-            received_at=self.clock(),
-            payload_text=kept.decode("utf-8", errors="backslashreplace"),
-            payload_b64=base64.b64encode(kept).decode(),
-            payload_size=len(payload),
-            payload_sha256=hashlib.sha256(payload).hexdigest(),
-            payload_truncated=len(kept) < len(payload),
+        letter = DeadLetter.of_payload(
+            rej.reason,
+            rej.detail,
+            origin,
+            payload,
+            self.clock(),
+            whole_up_to=min(self.max_payload_bytes, DEAD_LETTER_WHOLE_BYTES),
             enterprise=rej.enterprise,
             stack=rej.stack,
             mn=rej.mn,

@@ -1,6 +1,7 @@
 """Drive the engine over a finite, event-time-ordered stream of readings. Pure.
 
-The watermark is the latest event time fed so far; every known stack is ticked once per
+The watermark (``rules.watermark``, the policy the worker uses, with the input as its one
+source) is the latest event time fed so far; every known stack is ticked once per
 ``tick_every`` of watermark progress, so silence is detected from the other stacks'
 progress, exactly as the stream processor's timer does. ``finish`` closes the minutes and
 hours the data allows without declaring everyone silent at the end of the input.
@@ -17,6 +18,7 @@ from contracts.reading import Reading
 
 from .engine import DetectionEngine, Output
 from .state import StackState
+from .watermark import REPLAY_SOURCE, Watermark
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ReplayDriver:
         self.states: dict[str, StackState] = {s: engine.new_state(s) for s in engine.profiles}
         self.tick_every = tick_every
         self.next_tick = tick_start
+        self.watermark = Watermark(live=False)
         self.now: datetime | None = None
         self.result = ReplayResult()
 
@@ -61,7 +64,8 @@ class ReplayDriver:
         if state is None:
             self.result.unknown_stacks.add(reading.stack)
             return
-        self.now = reading.event_time if self.now is None else max(self.now, reading.event_time)
+        self.watermark.observe(REPLAY_SOURCE, reading.event_time)
+        self.now = self.watermark.now_for(REPLAY_SOURCE) or reading.event_time
         self.advance_to(self.now)
         _, out = self.engine.evaluate(state, reading, self.now)
         self.result.late += out.late

@@ -1,10 +1,13 @@
 """The Faust stream processor around the pure rules.
 
-One agent consumes the readings topic and the co-partitioned ticks topic (both keyed by
-stack id), keeps each stack's rule state in a Faust table with a changelog, and produces
-alert events and hourly averages keyed by stack. A leader timer sends a tick for every
-registry stack each ``tick_interval_s``: ticks travel through Kafka like readings, so hours
-close and silence is found from the watermark even when a stack sends nothing at all.
+One agent consumes the readings topic (keyed by stack id), the co-partitioned ticks topic
+and the acknowledgements, keeps each stack's rule state in a Faust table with a changelog
+(``streams.codec``'s versioned format), and produces alert events and hourly averages keyed
+by stack, and dead letters for what it cannot use (``streams.processor``, the failure
+policy). A leader timer sends one tick to every ticks partition each ``tick_interval_s``; the
+worker holding the partition ticks each of the partition's stacks: ticks travel through
+Kafka like readings, so hours close and silence is found from the watermark
+(``rules.watermark``) even when a stack sends nothing at all.
 
 Processing is exactly-once (Kafka transactions): the consumed offsets, the table's
 changelog and the produced alerts commit together, so a worker killed at any point and
@@ -16,58 +19,25 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Producer
 
-from contracts.alerts import Acknowledgement
-from contracts.reading import Reading
 from contracts.registry import load_registry
 from contracts.topics import topics
-from rules.engine import DetectionEngine, Output
-from rules.state import StackState
+from rules.engine import DetectionEngine
+from rules.watermark import Watermark
 
+from . import worker_metrics as metrics
 from .engine import load_engine
+from .processor import BatchProcessor, Kind, Record
 from .settings import StreamSettings
 
 log = logging.getLogger("cems.worker")
-
-
-class Watermark:
-    """The worker's event-time "now".
-
-    Each readings partition advances at its own pace (a consumer fetches partitions in
-    batches), so now is the *minimum* over partitions of the latest event time each has
-    delivered, ignoring partitions idle for ``idle_s`` of wall time (a partition holding only
-    a silent stack must not stop the clock). When every partition is idle, live mode takes
-    the wall clock, so total silence is noticed; while data flows its event time rules, so a
-    backfill of the recent past is judged as it happened.
-    """
-
-    def __init__(self, live: bool, idle_s: float) -> None:
-        self.live = live
-        self.idle_s = idle_s
-        self.latest: dict[int, datetime] = {}
-        self.arrived: dict[int, float] = {}
-
-    def observe(self, partition: int, event_time: datetime, arrival_s: float) -> None:
-        current = self.latest.get(partition)
-        if current is None or event_time > current:
-            self.latest[partition] = event_time
-        self.arrived[partition] = arrival_s
-
-    def now(self, arrival_s: float, wall: datetime | None = None) -> datetime | None:
-        active = [t for p, t in self.latest.items() if arrival_s - self.arrived[p] <= self.idle_s]
-        if active:
-            return min(active)  # data is flowing: its event time is the clock (also for backfills)
-        latest = max(self.latest.values(), default=None)
-        if self.live and wall is not None:
-            return wall if latest is None else max(latest, wall)  # total silence: the wall clock
-        return latest
 
 
 def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) -> faust.App:
@@ -91,6 +61,11 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         broker_heartbeat_interval=3.0,
         key_serializer="raw",
         value_serializer="raw",
+        # a backlog is read in large fetches and produced in large requests
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=16384,
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
     )
     source = app.topic(
         topic_set.readings.name,
@@ -101,6 +76,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         allow_empty=True,
     )
     alerts = app.topic(topic_set.alerts.name, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(topic_set.dead_letters.name, key_serializer="raw", value_serializer="raw")
     hourly = app.topic(topic_set.hourly_averages.name, key_serializer="raw", value_serializer="raw")
     states = app.Table(
         "stack-state",
@@ -111,61 +87,65 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         use_partitioner=True,
     )
     watermark = Watermark(settings.watermark == "live", settings.watermark_idle_s)
-    stats: dict[str, int] = {"readings": 0, "ticks": 0, "acknowledgements": 0, "alerts": 0, "hourly": 0}
+    partitions = list(range(topic_set.readings.partitions))
+    partitioner = DefaultPartitioner()  # the key -> partition rule of Kafka's clients (murmur2)
+    stacks_by_partition: dict[int, list[str]] = {}
+    for stack in engine.profiles:
+        stacks_by_partition.setdefault(partitioner(stack.encode(), partitions, partitions), []).append(stack)
+    processor = BatchProcessor(engine, watermark, stacks_by_partition, arrival=time.monotonic)
+    kinds = {
+        topic_set.readings.name: Kind.READING,
+        topic_set.ticks.name: Kind.TICK,
+        topic_set.acknowledgements.name: Kind.ACKNOWLEDGEMENT,
+    }
+    stats: dict[str, int] = {"readings": 0, "ticks": 0, "acknowledgements": 0, "alerts": 0, "hourly": 0, "late": 0}
 
-    def load(stack: str) -> StackState:
-        raw = states.get(stack.encode())
-        state: StackState = pickle.loads(raw) if raw else engine.new_state(stack)
-        return state
-
-    async def publish(stack: str, out: Output) -> None:
-        key = stack.encode()
-        for event in out.events:
-            await alerts.send(key=key, value=event.model_dump_json().encode())
-        for avg in out.hourly:
-            await hourly.send(key=key, value=avg.model_dump_json().encode())
-        stats["alerts"] += len(out.events)
-        stats["hourly"] += len(out.hourly)
+    def stored(stack: str) -> bytes | None:
+        raw: bytes | None = states.get(stack.encode())
+        return raw
 
     @app.agent(source, name="detect")
     async def detect(stream: Any) -> None:
-        # Batches: each stack's state is loaded and written back once per batch, not once per
-        # reading (the table's changelog carries whole states). The table places each key's
-        # changelog record by its own partition (use_partitioner), since a batch spans them.
+        # Batches: each stack's state is written back once per batch (and only if it changed),
+        # not once per record. The table places each key's changelog record by its own
+        # partition (use_partitioner), since a batch spans them.
         async for events in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_wait_s):
-            batch: dict[str, StackState] = {}
-            outputs: list[tuple[str, Output]] = []
-            for event in events:
-                stack = event.key.decode()
-                if stack not in engine.profiles:
-                    continue
-                if event.message.topic == topic_set.acknowledgements.name:
-                    ack = Acknowledgement.model_validate_json(event.value)
-                    state = batch.get(stack) or load(stack)
-                    at = watermark.now(time.monotonic()) or ack.at
-                    out = Output(events=engine.acknowledge(state, ack.alert_id, ack.officer, at, ack.note))
-                    stats["acknowledgements"] += 1
-                elif event.message.topic == topic_set.ticks.name:
-                    tick = json.loads(event.value)
-                    now = watermark.now(time.monotonic(), datetime.fromisoformat(tick["wall_time"]))
-                    if now is None:
-                        continue
-                    state = batch.get(stack) or load(stack)
-                    _, out = engine.tick(state, now)
-                    stats["ticks"] += 1
-                else:
-                    reading = Reading.model_validate_json(event.value)
-                    arrival = time.monotonic()
-                    watermark.observe(event.message.partition, reading.event_time, arrival)
-                    state = batch.get(stack) or load(stack)
-                    _, out = engine.evaluate(state, reading, watermark.now(arrival) or reading.event_time)
-                    stats["readings"] += 1
-                batch[stack] = state
-                outputs.append((stack, out))
-            for stack, state in batch.items():
-                states[stack.encode()] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-            for stack, out in outputs:
-                await publish(stack, out)
+            started = time.perf_counter()
+            records = [
+                Record(kinds[e.message.topic], e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
+                for e in events
+            ]
+            result = processor.process(records, stored)
+            for stack, raw in result.writes.items():
+                states[stack.encode()] = raw
+            for stack, outs in result.outputs.items():
+                key = stack.encode()
+                for out in outs:
+                    for event in out.events:
+                        await alerts.send(key=key, value=event.model_dump_json().encode())
+                        metrics.ALERT_EVENTS.labels(event.kind.value, event.event.value).inc()
+                    for avg in out.hourly:
+                        await hourly.send(key=key, value=avg.model_dump_json().encode())
+                    stats["alerts"] += len(out.events)
+                    stats["hourly"] += len(out.hourly)
+                    metrics.HOURLY_AVERAGES.inc(len(out.hourly))
+            for letter in result.dead_letters:
+                await dead_letters.send(
+                    key=letter.stack.encode() if letter.stack else None, value=letter.model_dump_json().encode()
+                )
+                metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
+            stats["readings"] += result.readings
+            stats["ticks"] += result.ticks
+            stats["acknowledgements"] += result.acknowledgements
+            stats["late"] += result.late
+            metrics.observe_batch(result, time.perf_counter() - started, watermark.now(time.monotonic()))
+            last: dict[Any, int] = {}
+            for e in events:
+                last[e.message.tp] = e.message.offset
+            for tp, offset in last.items():
+                highwater = app.consumer.highwater(tp)
+                if highwater is not None:
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
 
     # Ticks go out through a plain (non-transactional) producer: sent from a timer, outside
     # any consumed event, they would otherwise wait in an open transaction unseen.
@@ -177,7 +157,11 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
     # knows the output topic; consuming the outputs (and doing nothing with them) makes the
     # alerts and hourly averages commit atomically with the readings' offsets and the table.
     outputs = app.topic(
-        topic_set.alerts.name, topic_set.hourly_averages.name, key_serializer="raw", value_serializer="raw"
+        topic_set.alerts.name,
+        topic_set.hourly_averages.name,
+        topic_set.dead_letters.name,
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
     @app.agent(outputs, name="outputs-in-transaction")
@@ -187,9 +171,10 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
 
     @app.timer(interval=settings.tick_interval_s, on_leader=True)
     async def send_ticks() -> None:
+        # one tick per partition: the worker holding the partition ticks each of its stacks
         value = json.dumps({"wall_time": datetime.now(UTC).isoformat()}).encode()
-        for stack in engine.profiles:
-            tick_producer.produce(topic_set.ticks.name, key=stack.encode(), value=value)
+        for partition in range(topic_set.ticks.partitions):
+            tick_producer.produce(topic_set.ticks.name, partition=partition, value=value)
         tick_producer.poll(0)
         remaining = tick_producer.flush(5)
         if remaining:
@@ -197,6 +182,8 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
 
     @app.timer(interval=30.0)
     async def report() -> None:
+        metrics.STATE_BYTES.set(processor.state_bytes())
+        metrics.STACKS_HELD.set(len(processor.cache))
         log.info("worker progress: %s, watermark %s", stats, watermark.now(time.monotonic()))
 
     return app

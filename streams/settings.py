@@ -36,6 +36,8 @@ class StreamSettings(BaseSettings):
     watermark: Literal["live", "event"] = "live"
     #: a readings partition silent this long (wall time) stops holding the watermark back
     watermark_idle_s: float = 10.0
+    #: Prometheus /metrics port of the worker, 0 = off
+    worker_metrics_port: int = 0
 
     influxdb_port: int = 8086
     influxdb_url: str | None = None

@@ -85,6 +85,7 @@ def worker(
     namespace: NamespaceOption = None,
     app_id: Annotated[str | None, typer.Option(help="Faust application id (consumer group, table names)")] = None,
     watermark: Annotated[str | None, typer.Option(help="live (default) or event")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 0)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the detection stream processor (Faust): readings in; alerts and hourly averages out."""
@@ -96,9 +97,15 @@ def worker(
     from streams.detector import create_app
     from streams.settings import StreamSettings
 
-    settings = StreamSettings(**given(topic_namespace=namespace, worker_app_id=app_id, watermark=watermark))
+    settings = StreamSettings(
+        **given(topic_namespace=namespace, worker_app_id=app_id, watermark=watermark, worker_metrics_port=metrics_port)
+    )
     ensure_topics(settings.bootstrap, topics(settings.topic_namespace).all())
     faust_app = create_app(settings)
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     setup_logging(log_level)
     faust.Worker(faust_app, loglevel=log_level.upper(), quiet=True).execute_from_commandline()
 
@@ -107,9 +114,15 @@ def worker(
 def sink(
     namespace: NamespaceOption = None,
     group: Annotated[str | None, typer.Option(help="Kafka consumer group of the sink")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus /metrics port, 0 = off (default 0)")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
-    """Write readings, hourly averages and alert events from Kafka to InfluxDB, in batches."""
+    """Write readings, hourly averages and alert events from Kafka to InfluxDB, in batches.
+
+    Records InfluxDB refuses, and records that are not the contract, go to the dead-letter
+    topic; while InfluxDB is unreachable the batch waits, uncommitted. Exits 1 naming the
+    setting when InfluxDB refuses the sink itself (token, organisation, bucket).
+    """
     import signal
     import threading
 
@@ -121,7 +134,7 @@ def sink(
     from streams.settings import StreamSettings
 
     setup_logging(log_level)
-    settings = StreamSettings(**given(topic_namespace=namespace, sink_group=group))
+    settings = StreamSettings(**given(topic_namespace=namespace, sink_group=group, sink_metrics_port=metrics_port))
     token = influx_token(settings)
     topic_set = topics(settings.topic_namespace)
     ensure_topics(settings.bootstrap, topic_set.all())
@@ -130,8 +143,13 @@ def sink(
         namespace=settings.topic_namespace, influx_url=settings.influx_url,
         token=token, org=settings.influxdb_org, bucket=settings.influxdb_bucket,
         registry=load_registry(settings.registry), batch_size=settings.sink_batch_size,
-        max_wait_s=settings.sink_max_wait_s,
+        max_wait_s=settings.sink_max_wait_s, retry_initial_s=settings.sink_retry_initial_s,
+        retry_max_s=settings.sink_retry_max_s,
     )  # fmt: skip
+    if settings.sink_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.sink_metrics_port, addr=settings.host)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,10 +1,10 @@
-"""The stream worker's watermark (pure logic of the adapter)."""
+"""The event-time watermark the worker and replay share (rules.watermark)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.detector import Watermark
+from rules.watermark import Watermark
 
 T = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 WALL = T + timedelta(hours=5)  # a backfill: event times well behind the wall clock
