@@ -85,12 +85,12 @@ def close_minute(state: StackState, minute: int) -> dict[str, Minute]:
 _new_minute = tuple.__new__
 
 
-def add_to_hour(state: StackState, minutes: dict[str, Minute]) -> None:
-    """Closed minutes (all of the same minute, as ``close_minute`` gives them) into their hour."""
-    accs: dict[str, HourAcc] | None = None
+def add_to_hour(state: StackState, minute: int, minutes: dict[str, Minute]) -> None:
+    """A closed minute's parameters (``close_minute``) into their hour."""
+    if not minutes:
+        return
+    accs = state.hours.setdefault(minute - minute % HOUR, {})
     for name, m in minutes.items():
-        if accs is None:
-            accs = state.hours.setdefault(m.start - m.start % HOUR, {})
         acc = accs.get(name)
         if acc is None:
             acc = accs[name] = HourAcc()

@@ -16,7 +16,7 @@ Signals and their confidence:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from contracts.alerts import AlertEvent, AlertKind, Severity
 
@@ -39,8 +39,8 @@ _BYPASS = AlertKind.BYPASS.value  # how the bypass alert is keyed in ``StackStat
 
 
 def valid_values(minutes: dict[str, Minute]) -> dict[str, float]:
-    """The minute's value of each parameter that has a valid one."""
-    return {name: m.value for name, m in minutes.items() if m.valid and m.value is not None}
+    """The minute's value of each parameter that has a valid one (a valid minute has a value)."""
+    return cast(dict[str, float], {name: m.value for name, m in minutes.items() if m.valid})
 
 
 def baseline(state: StackState, settings: RuleSettings, name: str) -> float | None:

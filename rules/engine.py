@@ -86,7 +86,7 @@ class DetectionEngine:
             out.events += gaps.on_minute_closed(state, profile, settings, minute, minutes)
             out.events += bypass.on_minute_closed(state, profile, settings, minute, minutes)
             out.events += falsification.on_minute_closed(state, profile, settings, minute, minutes)
-            add_to_hour(state, minutes)
+            add_to_hour(state, minute, minutes)
             out.events += exceedance.on_minute_closed(state, profile, settings, minute, minutes)
             # only minutes that held data close: a clock running ahead of any data (live mode
             # in total silence) must not make a later backfill of that time "late"

@@ -81,43 +81,51 @@ def on_minute_closed(
     o2_factor = _o2_factor(profile, settings, o2_run)  # the same for each parameter judged at reference O2
     remaining = (hour + HOUR - (minute + MINUTE)) // MINUTE
     at = minute + MINUTE
+    min_valid, min_warning, spike_ratio = (
+        settings.min_valid_minutes,
+        settings.early_warning_min_minutes,
+        settings.spike_ratio,
+    )
     for name, limit in profile.limits_mg_m3.items():
         acc = accs.get(name)
         factor = o2_factor if name in profile.o2_converted else 1.0
         if acc is None or acc.n_valid == 0 or factor is None:
             continue
         k = acc.n_valid
-        can_be_judged = k + remaining >= settings.min_valid_minutes
+        can_be_judged = k + remaining >= min_valid
         running = acc.total / k * factor
         certain = can_be_judged and acc.total * factor / (k + remaining) > limit
-        likely = can_be_judged and k >= settings.early_warning_min_minutes and running > limit
-        open_warning = state.alerts.get((_EARLY_WARNING, name))
-        if open_warning is not None and (open_warning.evidence["certain"] or not certain):
-            pass  # already warned; only the step from likely to certain is news
-        elif certain or likely:
-            evidence = {
-                "hour_start": ts(hour).isoformat(),
-                "running_mg_m3": round(running, 4),
-                "limit_mg_m3": limit,
-                "valid_minutes": k,
-                "minutes_left": remaining,
-                "certain": certain,
-            }
-            word = "certain" if certain else "likely"
-            reason = f"{name} exceedance {word} this hour: running average {running:.2f} vs limit {limit:g}"
-            events += activate(
-                state, profile, AlertKind.EARLY_WARNING, name, at=at, start=hour,
-                severity=Severity.WARNING, reason=reason, evidence=evidence,
-            )  # fmt: skip
+        likely = can_be_judged and k >= min_warning and running > limit
+        if certain or likely:
+            open_warning = state.alerts.get((_EARLY_WARNING, name))
+            if open_warning is not None and (open_warning.evidence["certain"] or not certain):
+                pass  # already warned; only the step from likely to certain is news
+            else:
+                evidence = {
+                    "hour_start": ts(hour).isoformat(),
+                    "running_mg_m3": round(running, 4),
+                    "limit_mg_m3": limit,
+                    "valid_minutes": k,
+                    "minutes_left": remaining,
+                    "certain": certain,
+                }
+                word = "certain" if certain else "likely"
+                reason = f"{name} exceedance {word} this hour: running average {running:.2f} vs limit {limit:g}"
+                events += activate(
+                    state, profile, AlertKind.EARLY_WARNING, name, at=at, start=hour,
+                    severity=Severity.WARNING, reason=reason, evidence=evidence,
+                )  # fmt: skip
+        if spike_ratio is None:
+            continue  # spike notices are off
         m = minutes.get(name)
-        if settings.spike_ratio is not None and m is not None and m.vmax is not None:
+        if m is not None and m.vmax is not None:
             o2_minute = minutes.get("o2")
             spike_factor = _factor(profile, settings, name, o2_minute.value if o2_minute else None)
             peak = m.vmax * spike_factor if spike_factor is not None else None
-            if peak is not None and peak > settings.spike_ratio * limit:
+            if peak is not None and peak > spike_ratio * limit:
                 events += activate(
                     state, profile, AlertKind.SPIKE, name, at=at, start=minute, severity=Severity.INFO,
-                    reason=f"{name} instantaneous {peak:.1f} above {settings.spike_ratio:g} x limit {limit:g}",
+                    reason=f"{name} instantaneous {peak:.1f} above {spike_ratio:g} x limit {limit:g}",
                     evidence={"peak_mg_m3": round(peak, 3), "limit_mg_m3": limit, "minute": ts(minute).isoformat()},
                     update_every_s=settings.spike_hold_down_s,
                 )  # fmt: skip

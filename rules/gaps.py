@@ -28,9 +28,18 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
     one stack's messages overtaken by another's) are not mistaken for a gap."""
     threshold = gap_threshold_s(profile, settings)
     horizon = now - settings.grace_s
+    last_seen, param_last_seen, alerts = state.last_seen, state.param_last_seen, state.alerts
+    if (
+        last_seen is not None
+        and horizon - last_seen <= threshold
+        and not alerts
+        and profile.parameters <= param_last_seen.keys()
+        and last_seen - min(param_last_seen.values()) <= threshold
+    ):
+        return []  # the usual case: the stack and each declared parameter reported in time, no gap is open
     interval = profile.reporting_interval_s
     events: list[AlertEvent] = []
-    if state.last_seen is None:
+    if last_seen is None:
         if state.first_tick is not None and horizon - state.first_tick > threshold:
             events += activate(
                 state, profile, AlertKind.DATA_GAP, None, at=now, start=state.first_tick,
@@ -40,7 +49,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                 update_every_s=QUIET_UPDATES_S,
             )  # fmt: skip
         return events
-    if horizon - state.last_seen > threshold:
+    if horizon - last_seen > threshold:
         return activate(
             state, profile, AlertKind.DATA_GAP, None, at=now, start=state.last_seen + interval,
             severity=Severity.CRITICAL,
@@ -49,16 +58,9 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                       "expected_interval_s": interval, "threshold_s": threshold},
             update_every_s=QUIET_UPDATES_S,
         )  # fmt: skip
-    if state.alerts:
+    if alerts:
         events += _resolve_stack_gap(state, profile, settings, now)
     # the stack reports: is any declared parameter missing from its readings?
-    last_seen, param_last_seen, alerts = state.last_seen, state.param_last_seen, state.alerts
-    if (
-        not alerts
-        and profile.parameters <= param_last_seen.keys()
-        and last_seen - min(param_last_seen.values()) <= threshold
-    ):
-        return events  # the usual case: every declared parameter came within the threshold, no gap is open
     first = state.first_seen if state.first_seen is not None else last_seen
     for name in profile.sorted_parameters:
         seen = param_last_seen.get(name)
