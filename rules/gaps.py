@@ -51,10 +51,10 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
         return events
     if horizon - last_seen > threshold:
         return activate(
-            state, profile, AlertKind.DATA_GAP, None, at=now, start=state.last_seen + interval,
+            state, profile, AlertKind.DATA_GAP, None, at=now, start=last_seen + interval,
             severity=Severity.CRITICAL,
-            reason=f"{profile.stack} silent since {ts(state.last_seen).isoformat()}",
-            evidence={"never_reported": False, "last_seen": ts(state.last_seen).isoformat(),
+            reason=f"{profile.stack} silent since {ts(last_seen).isoformat()}",
+            evidence={"never_reported": False, "last_seen": ts(last_seen).isoformat(),
                       "expected_interval_s": interval, "threshold_s": threshold},
             update_every_s=QUIET_UPDATES_S,
         )  # fmt: skip
@@ -67,7 +67,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
         missing_since = seen if seen is not None else first
         if last_seen - missing_since > threshold:
             events += activate(
-                state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, start=missing_since,
+                state, profile, AlertKind.DATA_GAP, name, at=last_seen, start=missing_since,
                 severity=Severity.WARNING,
                 reason=f"{name} missing from {profile.stack}'s readings",
                 evidence={"never_reported": seen is None, "last_seen": None if seen is None else ts(seen).isoformat(),
@@ -75,7 +75,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
                 update_every_s=QUIET_UPDATES_S,
             )  # fmt: skip
         elif seen is not None and alerts and (_DATA_GAP, name) in alerts:
-            events += deactivate(state, profile, AlertKind.DATA_GAP, name, at=state.last_seen, end=seen)
+            events += deactivate(state, profile, AlertKind.DATA_GAP, name, at=last_seen, end=seen)
     return events
 
 
