@@ -125,7 +125,7 @@ def write_influx(
     from influxdb_client import InfluxDBClient
     from influxdb_client.client.write_api import SYNCHRONOUS
 
-    from streams.influx_sink import PointBuilder, stack_tags
+    from streams.influx_points import PointBuilder, stack_tags
 
     builder = PointBuilder(stack_tags(registry), namespace)
     points = [builder.reading(r) for r in data.readings]

@@ -31,7 +31,7 @@ from contracts.registry import Registry, load_registry
 from dashboards.boards import all_dashboards
 from dashboards.grafana import ALL, Range, render
 from rules import fleet_status as fs
-from streams.influx_sink import PointBuilder, StackTags, stack_tags
+from streams.influx_points import PointBuilder, StackTags, stack_tags
 
 pytestmark = pytest.mark.integration
 
