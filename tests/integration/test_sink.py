@@ -1,12 +1,13 @@
-"""The InfluxDB sink against the real InfluxDB and Kafka: through an outage nothing is lost
-and it resumes by itself; records InfluxDB refuses, or that are not the contract, end in the
-dead-letter topic while the rest is stored; a wrong token or bucket stops it naming the
-setting; its metrics count what happened."""
+"""The InfluxDB sink against the real InfluxDB and Kafka: through an outage, a 429 and a 503
+nothing is lost and it resumes by itself; records InfluxDB refuses, or that are not the
+contract, end in the dead-letter topic while the rest is stored; a wrong token or bucket
+stops it naming the setting; its metrics count what happened."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -330,3 +332,105 @@ def produce_readings(bootstrap: str, topic_set: Topics, stack: str, count: int) 
     for r in minutes(t0, count, stack):
         producer.produce(topic_set.readings.name, key=r.stack.encode(), value=r.model_dump_json().encode())
     assert producer.flush(30) == 0
+
+
+class Throttling:
+    """An HTTP relay to InfluxDB that answers the first writes with the given statuses (and
+    headers) instead of passing them on, and notes when each write came."""
+
+    def __init__(self, target: str, answers: list[tuple[int, dict[str, str]]]) -> None:
+        self.target = target
+        self.answers = list(answers)
+        self.writes: list[tuple[float, int]] = []  # (monotonic time, status answered)
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if body and relay.answers:  # a write with points (not the sink's empty check)
+                    status, headers = relay.answers.pop(0)
+                    relay.writes.append((time.monotonic(), status))
+                    self._answer(status, headers, b'{"code":"x","message":"throttled by the test"}')
+                    return
+                request = urllib.request.Request(
+                    relay.target + self.path, data=body, method="POST",
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                )  # fmt: skip
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as resp:
+                        status, data = resp.status, resp.read()
+                except urllib.error.HTTPError as exc:
+                    status, data = exc.code, exc.read()
+                if body:
+                    relay.writes.append((time.monotonic(), status))
+                self._answer(status, {}, data)
+
+            def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_throttled_or_unavailable_influxdb_gets_the_batch_again_after_retry_after(
+    infra: InfraSettings, secrets: SecretStore, unique: str, tmp_path: Path
+) -> None:
+    """InfluxDB answers the first write 429 with Retry-After: 2, the second 503: the sink waits
+    2 s (not its 0.2 s back-off), then 0.4 s, writes the batch on the third try, and commits."""
+    ns = f"s{unique}"
+    topic_set = topics(ns)
+    ensure_topics(infra.kafka_bootstrap, topic_set.all())
+    relay = Throttling(infra.influxdb_url, [(429, {"Retry-After": "2"}), (503, {})])
+    port, group = free_port(), f"sink-{unique}"
+    env = {
+        **infra_env(infra), "CEMS_INFLUXDB_URL": relay.url, "CEMS_SINK_MAX_WAIT_S": "0.5",
+        "CEMS_SINK_RETRY_INITIAL_S": "0.2",
+    }  # fmt: skip
+    sink = CemsProcess(
+        ["sink", "--namespace", ns, "--group", group, "--metrics-port", str(port)], tmp_path / "sink.log",
+        b"sink running", env,
+    )  # fmt: skip
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    good = minutes(t0, 30, f"stack-{unique}")
+    producer = Producer({"bootstrap.servers": infra.kafka_bootstrap})
+    for r in good:  # all in Kafka before the sink starts: one batch
+        producer.produce(topic_set.readings.name, key=r.stack.encode(), value=r.model_dump_json().encode())
+    assert producer.flush(30) == 0
+    try:
+        sink.start()
+        m = wait_metrics(port, {'cems_sink_points_written_total{measurement="reading"}': 30.0})
+        assert m['cems_sink_points_written_total{measurement="reading"}'] == 30, sink.tail()
+        assert [status for _, status in relay.writes] == [429, 503, 204], relay.writes
+        (t_429, _), (t_503, _), (t_ok, _) = relay.writes
+        assert 2.0 <= t_503 - t_429 < 4.0  # Retry-After, not the 0.2 s back-off
+        assert 0.4 <= t_ok - t_503 < 1.9  # the back-off's second step, not the last Retry-After
+        assert m['cems_sink_retries_total{cause="http_429"}'] == 1
+        assert m['cems_sink_retries_total{cause="http_503"}'] == 1
+        assert not [k for k in m if k.startswith("cems_sink_dead_letters_total{")]
+        log = sink.tail(100_000)
+        said = "influxdb write of 30 points failed (attempt 1, http_429): throttled by the test; trying again in 2.0s"
+        assert said in log
+        assert "influxdb write of 30 points failed (attempt 2, http_503)" in log
+        stored = reading_points(infra, secrets.influxdb_token(), ns, t0, t0 + timedelta(hours=1))
+        assert stored == [(r.stack, r.event_time) for r in good]
+        ends = [-1001 if end == 0 else end for end in end_offsets(infra.kafka_bootstrap, topic_set.readings.name, 6)]
+        deadline = time.monotonic() + 10
+        while committed(infra.kafka_bootstrap, group, topic_set.readings.name, 6) != ends:
+            assert time.monotonic() < deadline, sink.tail()
+            time.sleep(0.3)
+    finally:
+        sink.stop()
+        relay.close()
