@@ -68,37 +68,35 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
 
 
 def close_minute(state: StackState, minute: int) -> dict[str, Minute]:
+    """Close a minute: per parameter, the mean of its valid samples, or (none valid) the invalid
+    flag that dominated; each also counts in the minute's hour (its valid minutes and their
+    values, or a minute of that flag)."""
     buckets = state.open_minutes.pop(minute, {})
+    if not buckets:
+        return {}
+    accs = state.hours.setdefault(minute - minute % HOUR, {})
     out = {}
     for name, b in buckets.items():
+        acc = accs.get(name)
+        if acc is None:
+            acc = accs[name] = HourAcc()
         zs = b.zs_total / b.zs_n if b.zs_n else None
         # Minute's fields in order: start, value, valid, flag, vmin, vmax, zs (made as a tuple: this
         # runs for every parameter of every minute, and NamedTuple's __new__ is a Python function)
-        if b.n_valid:  # the mean of the valid samples
-            out[name] = _new_minute(Minute, (minute, b.total / b.n_valid, True, None, b.vmin, b.vmax, zs))
-        else:  # no valid sample: the invalid flag that dominated
+        if b.n_valid:
+            value = b.total / b.n_valid
+            out[name] = _new_minute(Minute, (minute, value, True, None, b.vmin, b.vmax, zs))
+            acc.total += value
+            acc.n_valid += 1
+        else:
             flag = max(b.flags, key=b.flags.__getitem__) if b.flags else None
             out[name] = _new_minute(Minute, (minute, None, False, flag, None, None, zs))
+            if flag is not None:
+                acc.flag_minutes[flag] = acc.flag_minutes.get(flag, 0) + 1
     return out
 
 
 _new_minute = tuple.__new__
-
-
-def add_to_hour(state: StackState, minute: int, minutes: dict[str, Minute]) -> None:
-    """A closed minute's parameters (``close_minute``) into their hour."""
-    if not minutes:
-        return
-    accs = state.hours.setdefault(minute - minute % HOUR, {})
-    for name, m in minutes.items():
-        acc = accs.get(name)
-        if acc is None:
-            acc = accs[name] = HourAcc()
-        if m.valid and m.value is not None:
-            acc.total += m.value
-            acc.n_valid += 1
-        elif m.flag is not None:
-            acc.flag_minutes[m.flag] = acc.flag_minutes.get(m.flag, 0) + 1
 
 
 def hour_mean(acc: HourAcc | None, settings: RuleSettings) -> float | None:

@@ -43,34 +43,29 @@ def valid_values(minutes: dict[str, Minute]) -> dict[str, float]:
     return cast(dict[str, float], {name: m.value for name, m in minutes.items() if m.valid})
 
 
-def baseline(state: StackState, settings: RuleSettings, name: str) -> float | None:
-    return _baselines(state, settings).get(name)
-
-
-def _baselines(state: StackState, settings: RuleSettings) -> dict[str, float]:
+def learnt_baselines(state: StackState, settings: RuleSettings) -> dict[str, float]:
     """The baselines, once learnt from enough normal minutes (none before)."""
     return {} if state.baseline_minutes < settings.bypass.baseline_min_minutes else state.baselines
 
 
 def unit_running(state: StackState, settings: RuleSettings, minutes: dict[str, Minute]) -> bool:
-    return _running(state, settings, valid_values(minutes))
+    return _running(settings, valid_values(minutes), learnt_baselines(state, settings))
 
 
-def _running(state: StackState, settings: RuleSettings, values: dict[str, float]) -> bool:
+def _running(settings: RuleSettings, values: dict[str, float], bases: dict[str, float]) -> bool:
     flow = values.get("flow")
     if flow is None:
         return False
-    base = baseline(state, settings, "flow")
+    base = bases.get("flow")
     return flow > 0 if base is None else flow >= settings.running_flow_ratio * base
 
 
 def signals(
-    state: StackState, profile: StackProfile, settings: RuleSettings, values: dict[str, float], running: bool
+    profile: StackProfile, settings: RuleSettings, values: dict[str, float], bases: dict[str, float], running: bool
 ) -> dict[str, tuple[float, dict[str, Any]]]:
-    """The bypass signals in one minute's valid ``values`` (``running``: whether the unit runs in
-    it), with their confidence and details."""
+    """The bypass signals in one minute's valid ``values`` (against the ``bases`` learnt so far;
+    ``running``: whether the unit runs in it), with their confidence and details."""
     bp = settings.bypass
-    bases = _baselines(state, settings)
     out: dict[str, tuple[float, dict[str, Any]]] = {}
     damper = values.get("bypass_damper")
     if damper is not None and damper >= bp.damper_open_pct:
@@ -120,9 +115,9 @@ def on_minute_closed(
     state: StackState, profile: StackProfile, settings: RuleSettings, minute: int, minutes: dict[str, Minute]
 ) -> list[AlertEvent]:
     bp = settings.bypass
-    values = valid_values(minutes)
-    running = _running(state, settings, values)
-    found = signals(state, profile, settings, values, running)
+    values, bases = valid_values(minutes), learnt_baselines(state, settings)
+    running = _running(settings, values, bases)
+    found = signals(profile, settings, values, bases, running)
     runs = state.bypass_runs
     if found:
         for name in SIGNALS:

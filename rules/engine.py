@@ -18,7 +18,7 @@ from contracts.evidence import check_evidence
 from contracts.reading import Reading
 
 from . import bypass, exceedance, falsification, gaps
-from .aggregation import HOUR, MINUTE, add_reading, add_to_hour, close_minute, hourly_averages
+from .aggregation import HOUR, MINUTE, add_reading, close_minute, hourly_averages
 from .alerts import acknowledge
 from .config import RuleSettings, StackProfile
 from .state import StackState
@@ -82,11 +82,10 @@ class DetectionEngine:
         due.sort()
         for minute in due:
             self._close_hours(state, profile, before=minute - minute % HOUR, out=out)
-            minutes = close_minute(state, minute)
+            minutes = close_minute(state, minute)  # also counted in its hour, for the early warning
             out.events += gaps.on_minute_closed(state, profile, settings, minute, minutes)
             out.events += bypass.on_minute_closed(state, profile, settings, minute, minutes)
             out.events += falsification.on_minute_closed(state, profile, settings, minute, minutes)
-            add_to_hour(state, minute, minutes)
             out.events += exceedance.on_minute_closed(state, profile, settings, minute, minutes)
             # only minutes that held data close: a clock running ahead of any data (live mode
             # in total silence) must not make a later backfill of that time "late"

@@ -29,7 +29,7 @@ def _flatline(
     events: list[AlertEvent] = []
     running: bool | None = None  # whether the unit runs, once a flat line is long enough to ask
     at = minute + MINUTE
-    tolerance, flat_runs = fs.flatline_tolerance, state.flat_runs
+    tolerance, flat_runs, alerts = fs.flatline_tolerance, state.flat_runs, state.alerts
     for name in fs.sorted_flatline_parameters:
         m = minutes.get(name)
         if m is None or not m.valid or m.value is None or m.vmin is None or m.vmax is None:
@@ -41,7 +41,7 @@ def _flatline(
         else:
             # the value moved, within the minute or from the last one (a minute of one sample
             # never moves within itself): whatever was flat before is over
-            if (_FLATLINE, name) in state.alerts:
+            if alerts and (_FLATLINE, name) in alerts:
                 events += deactivate(state, profile, AlertKind.FLATLINE, name, at=at, end=minute)
             run = (m.value, minute, 1) if flat_minute else None
         if run is None:
