@@ -6,13 +6,20 @@ decisions rewrites the digests (``python -m tests.unit.rules_golden --write``) a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.unit.rules_golden import GOLDEN, cases, digest
+from tests.unit.rules_golden import GOLDEN, cases, digest, scenario_readings
 
 EXPECTED = json.loads(GOLDEN.read_text())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_readings() -> Iterator[None]:
+    yield
+    scenario_readings.cache_clear()
 
 
 @pytest.mark.parametrize(("name", "make"), list(cases()), ids=[name for name, _ in cases()])
