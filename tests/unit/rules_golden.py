@@ -3,12 +3,13 @@ comparison: a change that is only meant to make the rules faster must leave thes
 
 Each case replays readings through the pure engine (``ReplayDriver``) and gives its alert
 events and hourly averages, each serialised as the worker publishes them. The cases: every
-scenario in ``simulators/scenarios`` as ``test_simulators`` replays it, the faults scenario
-with spike notices on, and the faults scenario fed out of order (some readings late, others
-sent again as backfill after a silence), ticked every five minutes, with officers
-acknowledging alerts on the way.
+scenario in ``simulators/scenarios`` as ``test_simulators`` replays it (limit-hugging, a day
+long, on four stacks only), the faults scenario with spike notices on, and the faults
+scenario fed out of order (some readings late, others sent again as backfill after a
+silence), ticked every five minutes, with officers acknowledging alerts on the way.
 
     .venv/bin/python -m tests.unit.rules_golden --write   # after a change meant to change decisions
+    .venv/bin/python -m tests.unit.rules_golden --states --dump DIR   # every line, and final states
 """
 
 from __future__ import annotations
