@@ -7,7 +7,7 @@ industry's catalogue entry, overridden by the registry's per-stack values.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,10 +70,6 @@ class FalsificationSettings(_Strict):
     zs_tolerance_abs: float = 1.0
     zs_minutes: int = 10
 
-    @cached_property
-    def sorted_flatline_parameters(self) -> tuple[str, ...]:
-        return tuple(sorted(self.flatline_parameters))
-
 
 class RuleSettings(_Strict):
     version: Literal[1] = 1
@@ -115,6 +111,13 @@ class RuleSettings(_Strict):
     falsification: FalsificationSettings = Field(default_factory=FalsificationSettings)
 
 
+@lru_cache(maxsize=1024)
+def in_name_order(names: frozenset[str]) -> tuple[str, ...]:
+    """``names`` sorted: the order the rules judge parameters in. Kept per set of names (a
+    profile's parameters, the flat-line parameters), since the rules ask every minute."""
+    return tuple(sorted(names))
+
+
 def _strict(model: type[BaseModel], data: dict[str, Any], source: str) -> Any:
     try:
         return model.model_validate(data)
@@ -149,16 +152,6 @@ class StackProfile(_Strict):
 
     def limit(self, parameter: str) -> float | None:
         return self.limits_mg_m3.get(parameter)
-
-    @cached_property
-    def sorted_parameters(self) -> tuple[str, ...]:
-        """The declared parameters in name order (the order the rules judge them in)."""
-        return tuple(sorted(self.parameters))
-
-    @cached_property
-    def sorted_o2_converted(self) -> tuple[str, ...]:
-        """The parameters judged at reference O2, in name order."""
-        return tuple(sorted(self.o2_converted))
 
 
 def stack_limits(industry: IndustryLimits | None, stack: Stack) -> dict[str, float]:

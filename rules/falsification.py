@@ -8,7 +8,7 @@ from contracts.alerts import AlertEvent, AlertKind, HourlyAverage, HourlyStatus,
 from .aggregation import HOUR, MINUTE
 from .alerts import activate, deactivate, ts
 from .bypass import unit_running
-from .config import RuleSettings, StackProfile
+from .config import RuleSettings, StackProfile, in_name_order
 from .conversion import o2_converted
 from .state import Minute, StackState
 
@@ -30,7 +30,7 @@ def _flatline(
     running: bool | None = None  # whether the unit runs, once a flat line is long enough to ask
     at = minute + MINUTE
     tolerance, flat_runs, alerts = fs.flatline_tolerance, state.flat_runs, state.alerts
-    for name in fs.sorted_flatline_parameters:
+    for name in in_name_order(fs.flatline_parameters):
         m = minutes.get(name)
         if m is None or not m.valid or m.value is None or m.vmin is None or m.vmax is None:
             continue
@@ -71,7 +71,7 @@ def _zs(
     if o2 is None or not o2.valid or o2.value is None or o2.value >= settings.o2_not_convertible_pct:
         return events
     at = minute + MINUTE
-    for name in profile.sorted_o2_converted:
+    for name in in_name_order(profile.o2_converted):
         m = minutes.get(name)
         if m is None or not m.valid or m.value is None or m.zs is None:
             continue

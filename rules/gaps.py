@@ -10,7 +10,7 @@ from contracts.reading import DataFlag
 
 from .aggregation import MINUTE
 from .alerts import activate, deactivate, ts
-from .config import RuleSettings, StackProfile
+from .config import RuleSettings, StackProfile, in_name_order
 from .state import Mark, Minute, StackState
 
 MARK_LOG_KEEP = 200
@@ -62,7 +62,7 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
         events += _resolve_stack_gap(state, profile, settings, now)
     # the stack reports: is any declared parameter missing from its readings?
     first = state.first_seen if state.first_seen is not None else last_seen
-    for name in profile.sorted_parameters:
+    for name in in_name_order(profile.parameters):
         seen = param_last_seen.get(name)
         missing_since = seen if seen is not None else first
         if last_seen - missing_since > threshold:
