@@ -81,14 +81,11 @@ def on_minute_closed(
     o2_factor = _o2_factor(profile, settings, o2_run)  # the same for each parameter judged at reference O2
     remaining = (hour + HOUR - (minute + MINUTE)) // MINUTE
     at = minute + MINUTE
-    min_valid, min_warning, spike_ratio = (
-        settings.min_valid_minutes,
-        settings.early_warning_min_minutes,
-        settings.spike_ratio,
-    )
+    min_valid, min_warning = settings.min_valid_minutes, settings.early_warning_min_minutes
+    spike_ratio, converted = settings.spike_ratio, profile.o2_converted
     for name, limit in profile.limits_mg_m3.items():
         acc = accs.get(name)
-        factor = o2_factor if name in profile.o2_converted else 1.0
+        factor = o2_factor if name in converted else 1.0
         if acc is None or acc.n_valid == 0 or factor is None:
             continue
         k = acc.n_valid

@@ -29,7 +29,7 @@ def _flatline(
     events: list[AlertEvent] = []
     running: bool | None = None  # whether the unit runs, once a flat line is long enough to ask
     at = minute + MINUTE
-    tolerance, flat_runs, alerts = fs.flatline_tolerance, state.flat_runs, state.alerts
+    tolerance, enough, flat_runs, alerts = fs.flatline_tolerance, fs.flatline_minutes, state.flat_runs, state.alerts
     for name in in_name_order(fs.flatline_parameters):
         m = minutes.get(name)
         if m is None or not m.valid or m.value is None or m.vmin is None or m.vmax is None:
@@ -48,7 +48,7 @@ def _flatline(
             flat_runs.pop(name, None)
             continue
         flat_runs[name] = run
-        if run[2] < fs.flatline_minutes:
+        if run[2] < enough:
             continue
         if running is None:
             running = unit_running(state, settings, minutes)

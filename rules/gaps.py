@@ -30,9 +30,9 @@ def check_gaps(state: StackState, profile: StackProfile, settings: RuleSettings,
     horizon = now - settings.grace_s
     last_seen, param_last_seen, alerts = state.last_seen, state.param_last_seen, state.alerts
     if (
-        last_seen is not None
+        not alerts
+        and last_seen is not None
         and horizon - last_seen <= threshold
-        and not alerts
         and profile.parameters <= param_last_seen.keys()
         and last_seen - min(param_last_seen.values()) <= threshold
     ):
