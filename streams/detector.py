@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Producer
 
 from contracts.registry import load_registry
@@ -34,7 +33,7 @@ from rules.watermark import Watermark
 
 from . import worker_metrics as metrics
 from .engine import load_engine
-from .processor import BatchProcessor, Kind, Record
+from .processor import BatchProcessor, Kind, Record, stacks_by_partition
 from .settings import StreamSettings
 
 log = logging.getLogger("cems.worker")
@@ -76,7 +75,6 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         allow_empty=True,
     )
     alerts = app.topic(topic_set.alerts.name, key_serializer="raw", value_serializer="raw")
-    dead_letters = app.topic(topic_set.dead_letters.name, key_serializer="raw", value_serializer="raw")
     hourly = app.topic(topic_set.hourly_averages.name, key_serializer="raw", value_serializer="raw")
     states = app.Table(
         "stack-state",
@@ -87,12 +85,9 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         use_partitioner=True,
     )
     watermark = Watermark(settings.watermark == "live", settings.watermark_idle_s)
-    partitions = list(range(topic_set.readings.partitions))
-    partitioner = DefaultPartitioner()  # the key -> partition rule of Kafka's clients (murmur2)
-    stacks_by_partition: dict[int, list[str]] = {}
-    for stack in engine.profiles:
-        stacks_by_partition.setdefault(partitioner(stack.encode(), partitions, partitions), []).append(stack)
-    processor = BatchProcessor(engine, watermark, stacks_by_partition, arrival=time.monotonic)
+    held = stacks_by_partition(list(engine.profiles), topic_set.readings.partitions)
+    processor = BatchProcessor(engine, watermark, held, arrival=time.monotonic)
+    source_topic = topic_set.readings.name
     kinds = {
         topic_set.readings.name: Kind.READING,
         topic_set.ticks.name: Kind.TICK,
@@ -129,9 +124,16 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                     stats["alerts"] += len(out.events)
                     stats["hourly"] += len(out.hourly)
                     metrics.HOURLY_AVERAGES.inc(len(out.hourly))
-            for letter in result.dead_letters:
-                await dead_letters.send(
-                    key=letter.stack.encode() if letter.stack else None, value=letter.model_dump_json().encode()
+            for partition, letter in result.dead_letters:
+                # in the transaction of the partition the record came from, like its offset
+                await app.consumer.transactions.producer.send(
+                    topic_set.dead_letters.name,
+                    (letter.stack or letter.origin).encode(),
+                    letter.model_dump_json().encode(),
+                    0,
+                    None,
+                    None,
+                    transactional_id=f"{app.conf.id}-{app.assignor.group_for_topic(source_topic)}-{partition}",
                 )
                 metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
             stats["readings"] += result.readings
@@ -157,11 +159,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
     # knows the output topic; consuming the outputs (and doing nothing with them) makes the
     # alerts and hourly averages commit atomically with the readings' offsets and the table.
     outputs = app.topic(
-        topic_set.alerts.name,
-        topic_set.hourly_averages.name,
-        topic_set.dead_letters.name,
-        key_serializer="raw",
-        value_serializer="raw",
+        topic_set.alerts.name, topic_set.hourly_averages.name, key_serializer="raw", value_serializer="raw"
     )
 
     @app.agent(outputs, name="outputs-in-transaction")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
+from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from contracts.alerts import Acknowledgement
@@ -68,7 +69,8 @@ class BatchResult:
     writes: dict[str, bytes] = field(default_factory=dict)
     #: stack -> what the rules decided, in the order of its records
     outputs: dict[str, list[Output]] = field(default_factory=dict)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: (the source partition, the dead letter): it goes out in that partition's transaction
+    dead_letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
     readings: int = 0
     ticks: int = 0
     acknowledgements: int = 0
@@ -76,6 +78,17 @@ class BatchResult:
 
 
 Op = Callable[[StackState], Output]
+
+
+def stacks_by_partition(stacks: list[str], partitions: int) -> dict[int, list[str]]:
+    """Which stacks each partition of a topic keyed by stack id holds: the key -> partition rule
+    of Kafka's clients (murmur2 of the key), as the gateway's producer places readings."""
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    out: dict[int, list[str]] = {}
+    for stack in stacks:
+        out.setdefault(partitioner(stack.encode(), every, every), []).append(stack)
+    return out
 
 
 def _decode_failure(exc: ValidationError) -> RejectReason:
@@ -164,9 +177,8 @@ class _Batch:
 
     # -- records -------------------------------------------------------------------------------
     def dead_letter(self, record: Record, reason: RejectReason, detail: str, stack: str | None = None) -> None:
-        self.result.dead_letters.append(
-            DeadLetter.of_payload(reason, detail, record.origin, record.value, self.proc.wall(), stack=stack)
-        )
+        letter = DeadLetter.of_payload(reason, detail, record.origin, record.value, self.proc.wall(), stack=stack)
+        self.result.dead_letters.append((record.partition, letter))
 
     def take(self, record: Record) -> None:
         if record.kind is Kind.READING:

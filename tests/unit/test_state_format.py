@@ -78,7 +78,7 @@ def test_a_state_from_a_newer_release_is_refused_naming_the_stack_and_the_versio
     [
         (b"{}", "stack s1: not a stack state"),
         (MAGIC + b"\x00\x01" + b"\xc1", r"stack s1: its stored state \(format 1\) cannot be read"),
-        (pickle.dumps({"not": "a state"}), r"stack s1: its stored state \(legacy pickle\) cannot be read: a pickled dict"),
+        (pickle.dumps({"not": "a state"}), r"stack s1: its stored state \(legacy pickle\) cannot be read: a pickled"),
     ],
 )
 def test_a_corrupt_state_is_refused_with_the_reason(raw: bytes, message: str) -> None:

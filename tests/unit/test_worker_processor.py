@@ -17,7 +17,7 @@ from rules.state import StackState
 from rules.watermark import Watermark
 from streams.codec import decode_state, encode_state
 from streams.processor import BatchProcessor, Kind, Record
-from tests.rulekit import T0, profile, reading
+from tests.rulekit import T0, profile, reading_of
 
 VALUES = {"flow": 100.0, "temperature": 50.0, "humidity": 10.0, "o2": 6.0, "so2": 20.0, "nox": 30.0, "pm": 4.0}
 STACKS = {0: ["s1", "s2"], 1: ["s3"]}
@@ -50,13 +50,13 @@ def reading_record(r: Reading, partition: int = 0, key: str | None = None) -> Re
 
 
 def minute_readings(stack: str, minutes: range) -> list[Reading]:
-    return [reading(T0 + timedelta(minutes=m, seconds=30), stack, **VALUES) for m in minutes]
+    return [reading_of(T0 + timedelta(minutes=m, seconds=30), VALUES, stack) for m in minutes]
 
 
-def run(proc: BatchProcessor, table: Table, records: list[Record]) -> tuple[dict[str, list[Output]], list]:
+def run(proc: BatchProcessor, table: Table, records: list[Record]) -> dict[str, list[Output]]:
     result = proc.process(records, table.get)
     table.data.update(result.writes)
-    return result.outputs, result.dead_letters
+    return result.outputs
 
 
 def processor(eng: DetectionEngine | None = None) -> BatchProcessor:
@@ -66,7 +66,7 @@ def processor(eng: DetectionEngine | None = None) -> BatchProcessor:
 def test_bad_records_go_to_the_dead_letters_with_their_reason_and_the_batch_goes_on() -> None:
     proc, table = processor(), Table()
     good = minute_readings("s1", range(3))
-    other = reading(T0, "nowhere", **VALUES)
+    other = reading_of(T0, VALUES, "nowhere")
     records = [
         reading_record(good[0]),
         rec(Kind.READING, b'{"stack": "s1", ', "s1"),  # cut short
@@ -78,7 +78,7 @@ def test_bad_records_go_to_the_dead_letters_with_their_reason_and_the_batch_goes
         reading_record(good[2]),
     ]
     result = proc.process(records, table.get)
-    reasons = [(d.reason, d.stack) for d in result.dead_letters]
+    reasons = [(d.reason, d.stack) for _, d in result.dead_letters]
     assert reasons == [
         (RejectReason.MALFORMED_JSON, None),
         (RejectReason.SCHEMA, None),
@@ -87,7 +87,8 @@ def test_bad_records_go_to_the_dead_letters_with_their_reason_and_the_batch_goes
         (RejectReason.MALFORMED_JSON, None),
         (RejectReason.SCHEMA, None),
     ]
-    letter = result.dead_letters[0]
+    partition, letter = result.dead_letters[0]
+    assert partition == 0
     assert letter.origin == f"kafka:t.reading/0@{records[1].offset}"
     assert letter.payload_text == '{"stack": "s1", '
     assert letter.received_at == WALL
@@ -99,10 +100,10 @@ def test_bad_records_go_to_the_dead_letters_with_their_reason_and_the_batch_goes
 def test_a_late_reading_is_judged_without_counted_and_reported() -> None:
     proc, table = processor(), Table()
     run(proc, table, [reading_record(r) for r in minute_readings("s1", range(20))])
-    late = reading(T0 + timedelta(minutes=2, seconds=10), "s1", **VALUES)  # minute 2 closed long ago
+    late = reading_of(T0 + timedelta(minutes=2, seconds=10), VALUES, "s1")  # minute 2 closed long ago
     result = proc.process([reading_record(late)], table.get)
     assert result.late == 1
-    [letter] = result.dead_letters
+    [(_, letter)] = result.dead_letters
     assert letter.reason is RejectReason.LATE and letter.stack == "s1"
     assert Reading.model_validate_json(letter.payload_text) == late  # kept whole, replayable
     assert "judged without it" in letter.detail
@@ -121,12 +122,12 @@ class Exploding(DetectionEngine):
 
 def test_rules_failing_on_a_record_rebuild_the_stack_and_dead_letter_only_that_record() -> None:
     readings = minute_readings("s1", range(10))
-    bad = reading(T0 + timedelta(minutes=5, seconds=45), "s1", **{**VALUES, "so2": 666.0})
+    bad = reading_of(T0 + timedelta(minutes=5, seconds=45), {**VALUES, "so2": 666.0}, "s1")
     broken, table = processor(Exploding(engine().profiles)), Table()
     records = [reading_record(r) for r in readings[:6]] + [reading_record(bad)]
     records += [reading_record(r) for r in readings[6:]]
     result = broken.process(records, table.get)
-    [letter] = result.dead_letters
+    [(_, letter)] = result.dead_letters
     assert letter.reason is RejectReason.INTERNAL_ERROR and letter.stack == "s1"
     assert letter.detail == "ZeroDivisionError: boom"
     # the same as if the bad record had never come: state and outputs
