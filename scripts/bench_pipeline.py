@@ -86,7 +86,7 @@ def consume_all(bootstrap: str, topic: str, expected: int, handle: Callable[[byt
         handle(m.value() or b"", m.partition())
         count += 1
     while count < expected:
-        for m in consumer.consume(1000, timeout=1.0):
+        for m in consumer.consume(min(1000, expected - count), timeout=1.0):  # never wait out a short batch
             if m.error() is not None:
                 continue
             handle(m.value() or b"", m.partition())
@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--stacks", type=int, default=0, help="a generated fleet of this many stacks (0: sample)")
     parser.add_argument("--workers", default="1,2", help="worker process counts to run, e.g. 1,2 ('' = none)")
     parser.add_argument("--profile", action="store_true", help="py-spy the first worker of each run")
+    parser.add_argument("--workers-only", action="store_true", help="skip stages 1-4 (a catch-up measurement)")
     args = parser.parse_args()
     infra = InfraSettings()
     registry_path = generated_registry(args.stacks) if args.stacks else SAMPLE_REGISTRY
@@ -233,23 +234,8 @@ def main() -> None:
     print(f"produced {n:,} readings ({len(list(registry.stacks()))} stacks x {args.hours} h) into {ns}", flush=True)
 
     figures: list[Figure] = []
-    figures.append(Figure("raw consume (bytes)", n, consume_all(infra.kafka_bootstrap, topic_set.readings.name, n,
-                                                                lambda v, p: None)))  # fmt: skip
-    decoded: list[Reading] = []
-    figures.append(Figure("+ decode", n, consume_all(infra.kafka_bootstrap, topic_set.readings.name, n,
-                                                     lambda v, p: decoded.append(decode_reading(v)))))  # fmt: skip
-    engine = load_engine(registry)
-    handle, counts = plain_loop(engine)
-    loop_s = consume_all(infra.kafka_bootstrap, topic_set.readings.name, n, handle)
-    figures.append(Figure("+ engine (plain loop)", n, loop_s, f"{counts[0]} alert events, {counts[1]:,} hourly"))
-    decoded.sort(key=lambda r: r.event_time)
-    started = time.perf_counter()
-    result = ReplayDriver(load_engine(registry)).feed_all(decoded).finish()
-    figures.append(
-        Figure("pure rules (replay, in memory)", n, time.perf_counter() - started,
-               f"{len(result.events)} alert events, {len(result.hourly):,} hourly")
-    )  # fmt: skip
-    decoded.clear()
+    if not args.workers_only:
+        figures += in_process_stages(infra.kafka_bootstrap, topic_set.readings.name, n, registry)
     for processes in [int(p) for p in args.workers.split(",") if p.strip()]:
         profile = None
         if args.profile:
@@ -260,15 +246,40 @@ def main() -> None:
             for frame, share in top_frames(profile, ("streams/", "rules/", "contracts/"), count=12):
                 print(f"    {share:6.1%}  {frame}")
 
-    raw = figures[0].rate
-    loop = figures[2].rate
+    raw_rate = figures[0].rate
+    loop = figures[2].rate if not args.workers_only else 0.0
     print()
     print(f"{'stage':<36} {'readings':>10} {'seconds':>8} {'readings/s':>11} {'x loop':>7} {'x raw':>7}  note")
     for f in figures:
-        print(
-            f"{f.stage:<36} {f.readings:>10,} {f.seconds:>8.2f} {f.rate:>11,.0f} "
-            f"{f.rate / loop:>7.2f} {f.rate / raw:>7.2f}  {f.note}"
-        )
+        ratios = f"{f.rate / loop:>7.2f} {f.rate / raw_rate:>7.2f}" if loop else f"{'':>7} {'':>7}"
+        print(f"{f.stage:<36} {f.readings:>10,} {f.seconds:>8.2f} {f.rate:>11,.0f} {ratios}  {f.note}")
+
+
+def in_process_stages(bootstrap: str, topic: str, n: int, registry: Registry) -> list[Figure]:
+    """Stages 1-4: raw consume, + decode, + engine in a plain loop, pure rules in memory."""
+    figures: list[Figure] = []
+    raw: list[bytes] = []
+    figures.append(Figure("raw consume (bytes)", n, consume_all(bootstrap, topic, n,
+                                                                lambda v, p: raw.append(v))))  # fmt: skip
+
+    def decode_only(value: bytes, partition: int) -> None:
+        decode_reading(value)
+
+    figures.append(Figure("+ decode", n, consume_all(bootstrap, topic, n, decode_only)))
+    engine = load_engine(registry)
+    handle, counts = plain_loop(engine)
+    loop_s = consume_all(bootstrap, topic, n, handle)
+    figures.append(Figure("+ engine (plain loop)", n, loop_s, f"{counts[0]} alert events, {counts[1]:,} hourly"))
+    decoded = sorted((decode_reading(v) for v in raw), key=lambda r: r.event_time)
+    raw.clear()
+    started = time.perf_counter()
+    result = ReplayDriver(load_engine(registry)).feed_all(decoded).finish()
+    figures.append(
+        Figure("pure rules (replay, in memory)", n, time.perf_counter() - started,
+               f"{len(result.events)} alert events, {len(result.hourly):,} hourly")
+    )  # fmt: skip
+    decoded.clear()
+    return figures
 
 
 if __name__ == "__main__":

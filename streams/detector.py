@@ -140,6 +140,10 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
             stats["ticks"] += result.ticks
             stats["acknowledgements"] += result.acknowledgements
             stats["late"] += result.late
+            # The table's changelog records wait in Faust's producer buffer: hand them to the
+            # transaction now, while this batch's events are unacknowledged, so a rebalance (which
+            # waits for the agent, then ends the transactions) never finds one still pending.
+            await app.producer.buffer.flush()
             metrics.observe_batch(result, time.perf_counter() - started, watermark.now(time.monotonic()))
             last: dict[Any, int] = {}
             for e in events:
