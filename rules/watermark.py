@@ -52,6 +52,13 @@ class Watermark:
             return wall if latest is None else max(latest, wall)  # total silence: the wall clock
         return latest
 
+    def forget(self) -> None:
+        """Start again from nothing: the sources will be read again from earlier positions
+        (a consumer-group rebalance seeks back to the committed offsets), and times seen past
+        those positions must not judge the records before them."""
+        self.latest.clear()
+        self.arrived.clear()
+
     def now_for(self, source: int, arrival_s: float = 0.0, wall: datetime | None = None) -> datetime | None:
         """The time ``source``'s records are judged at: its own latest event time while it
         delivers, the common ``now`` once it has been idle for ``idle_s``."""

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from kafka import KafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,24 +214,18 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker process counts to run, e.g. 1,2 ('' = none)")
     parser.add_argument("--profile", action="store_true", help="py-spy the first worker of each run")
     parser.add_argument("--workers-only", action="store_true", help="skip stages 1-4 (a catch-up measurement)")
+    parser.add_argument("--namespace", help="measure the readings an earlier run left in this namespace")
     args = parser.parse_args()
     infra = InfraSettings()
     registry_path = generated_registry(args.stacks) if args.stacks else SAMPLE_REGISTRY
     registry: Registry = load_registry(registry_path)
-    ns = f"pb{uuid.uuid4().hex[:8]}"
+    ns = args.namespace or f"pb{uuid.uuid4().hex[:8]}"
     topic_set = topics(ns)
     ensure_topics(infra.kafka_bootstrap, topic_set.all())
-
-    data: list[Reading] = readings(args.hours, registry=registry)
-    producer = Producer({"bootstrap.servers": infra.kafka_bootstrap, "partitioner": "murmur2_random", "linger.ms": 20})
-    for i, r in enumerate(data):
-        producer.produce(topic_set.readings.name, key=r.stack.encode(), value=r.model_dump_json().encode())
-        producer.poll(0)
-        if i % 200_000 == 199_999:
-            print(f"  produced {i + 1:,}", flush=True)
-    producer.flush()
-    n = len(data)
-    print(f"produced {n:,} readings ({len(list(registry.stacks()))} stacks x {args.hours} h) into {ns}", flush=True)
+    n = produce(infra.kafka_bootstrap, topic_set.readings.name, args.hours, registry) if not args.namespace else 0
+    if args.namespace:
+        n = topic_size(infra.kafka_bootstrap, topic_set.readings.name)
+    print(f"{n:,} readings ({len(list(registry.stacks()))} stacks x {args.hours} h) in {ns}", flush=True)
 
     figures: list[Figure] = []
     if not args.workers_only:
@@ -253,6 +247,29 @@ def main() -> None:
     for f in figures:
         ratios = f"{f.rate / loop:>7.2f} {f.rate / raw_rate:>7.2f}" if loop else f"{'':>7} {'':>7}"
         print(f"{f.stage:<36} {f.readings:>10,} {f.seconds:>8.2f} {f.rate:>11,.0f} {ratios}  {f.note}")
+
+
+def produce(bootstrap: str, topic: str, hours: int, registry: Registry) -> int:
+    data: list[Reading] = readings(hours, registry=registry)
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20})
+    for i, r in enumerate(data):
+        producer.produce(topic, key=r.stack.encode(), value=r.model_dump_json().encode())
+        producer.poll(0)
+        if i % 200_000 == 199_999:
+            print(f"  produced {i + 1:,}", flush=True)
+    producer.flush()
+    return len(data)
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}"})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    size = 0
+    for p in parts:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        size += high - low
+    consumer.close()
+    return size
 
 
 def in_process_stages(bootstrap: str, topic: str, n: int, registry: Registry) -> list[Figure]:

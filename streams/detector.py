@@ -17,9 +17,12 @@ restarted neither loses nor repeats an alert. Consumers of the output topics rea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,10 +36,29 @@ from rules.watermark import Watermark
 
 from . import worker_metrics as metrics
 from .engine import load_engine
-from .processor import BatchProcessor, Kind, Record, stacks_by_partition
+from .processor import BatchProcessor, BatchResult, Kind, Record, stacks_by_partition
 from .settings import StreamSettings
 
 log = logging.getLogger("cems.worker")
+
+
+@contextlib.asynccontextmanager
+async def commits_held(consumer: Any) -> AsyncIterator[None]:
+    """No offset commit while a batch is written out.
+
+    Faust commits the acknowledged offsets on a timer, together with whatever the transactions
+    hold by then. A batch's events are acknowledged only after it is written out, so a commit
+    in the middle would store part of its state changes and outputs with offsets from before
+    it: after a crash the batch would run again on states that already hold it (its readings
+    then late). A commit that comes meanwhile waits for this one's future, as for another
+    commit in progress, and the next one takes the whole batch."""
+    await consumer.maybe_wait_for_commit_to_finish()
+    held = consumer._commit_fut = asyncio.get_running_loop().create_future()
+    try:
+        yield
+    finally:
+        consumer._commit_fut = None
+        held.set_result(None)
 
 
 def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) -> faust.App:
@@ -99,6 +121,13 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         raw: bytes | None = states.get(stack.encode())
         return raw
 
+    @app.on_partitions_assigned.connect
+    async def read_again(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # After a rebalance every partition is read again from its committed offset: event
+        # times seen beyond it must not make its next records late; states come from the table.
+        watermark.forget()
+        processor.cache.clear()
+
     @app.agent(source, name="detect")
     async def detect(stream: Any) -> None:
         # Batches: each stack's state is written back once per batch (and only if it changed),
@@ -111,39 +140,8 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                 for e in events
             ]
             result = processor.process(records, stored)
-            for stack, raw in result.writes.items():
-                states[stack.encode()] = raw
-            for stack, outs in result.outputs.items():
-                key = stack.encode()
-                for out in outs:
-                    for event in out.events:
-                        await alerts.send(key=key, value=event.model_dump_json().encode())
-                        metrics.ALERT_EVENTS.labels(event.kind.value, event.event.value).inc()
-                    for avg in out.hourly:
-                        await hourly.send(key=key, value=avg.model_dump_json().encode())
-                    stats["alerts"] += len(out.events)
-                    stats["hourly"] += len(out.hourly)
-                    metrics.HOURLY_AVERAGES.inc(len(out.hourly))
-            for partition, letter in result.dead_letters:
-                # in the transaction of the partition the record came from, like its offset
-                await app.consumer.transactions.producer.send(
-                    topic_set.dead_letters.name,
-                    (letter.stack or letter.origin).encode(),
-                    letter.model_dump_json().encode(),
-                    0,
-                    None,
-                    None,
-                    transactional_id=f"{app.conf.id}-{app.assignor.group_for_topic(source_topic)}-{partition}",
-                )
-                metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
-            stats["readings"] += result.readings
-            stats["ticks"] += result.ticks
-            stats["acknowledgements"] += result.acknowledgements
-            stats["late"] += result.late
-            # The table's changelog records wait in Faust's producer buffer: hand them to the
-            # transaction now, while this batch's events are unacknowledged, so a rebalance (which
-            # waits for the agent, then ends the transactions) never finds one still pending.
-            await app.producer.buffer.flush()
+            async with commits_held(app.consumer):
+                await write_out(result)
             metrics.observe_batch(result, time.perf_counter() - started, watermark.now(time.monotonic()))
             last: dict[Any, int] = {}
             for e in events:
@@ -152,6 +150,42 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                 highwater = app.consumer.highwater(tp)
                 if highwater is not None:
                     metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
+
+    async def write_out(result: BatchResult) -> None:
+        """The batch's states, outputs and dead letters, into the open transactions."""
+        for stack, raw in result.writes.items():
+            states[stack.encode()] = raw
+        for stack, outs in result.outputs.items():
+            key = stack.encode()
+            for out in outs:
+                for event in out.events:
+                    await alerts.send(key=key, value=event.model_dump_json().encode())
+                    metrics.ALERT_EVENTS.labels(event.kind.value, event.event.value).inc()
+                for avg in out.hourly:
+                    await hourly.send(key=key, value=avg.model_dump_json().encode())
+                stats["alerts"] += len(out.events)
+                stats["hourly"] += len(out.hourly)
+                metrics.HOURLY_AVERAGES.inc(len(out.hourly))
+        for partition, letter in result.dead_letters:
+            # in the transaction of the partition the record came from, like its offset
+            await app.consumer.transactions.producer.send(
+                topic_set.dead_letters.name,
+                (letter.stack or letter.origin).encode(),
+                letter.model_dump_json().encode(),
+                0,
+                None,
+                None,
+                transactional_id=f"{app.conf.id}-{app.assignor.group_for_topic(source_topic)}-{partition}",
+            )
+            metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
+        stats["readings"] += result.readings
+        stats["ticks"] += result.ticks
+        stats["acknowledgements"] += result.acknowledgements
+        stats["late"] += result.late
+        # The table's changelog records wait in Faust's producer buffer: hand them to the
+        # transaction now, while this batch's events are unacknowledged, so a rebalance (which
+        # waits for the agent, then ends the transactions) never finds one still pending.
+        await app.producer.buffer.flush()
 
     # Ticks go out through a plain (non-transactional) producer: sent from a timer, outside
     # any consumed event, they would otherwise wait in an open transaction unseen.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import socket
 import time
-import urllib.request
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from contracts.hj212 import encode_packet, parse_packet, split_stream
 from contracts.hj212_data import PacketValue, data_packet
 from contracts.reading import DataKind
 from contracts.registry import load_registry
-from tests.integration.helpers import GatewayProcess
+from tests.integration.helpers import GatewayProcess, prometheus_samples
 
 REGISTRY = load_registry()
 #: HJ 212 devices with a PW in the sample registry, and a JSON device without one
@@ -77,14 +76,7 @@ def read_answers(sock: socket.socket, qns: set[str], timeout_s: float) -> set[st
 
 def metrics(gw: GatewayProcess) -> dict[str, float]:
     """The gateway's Prometheus samples, ``name{labels}`` -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
+    return prometheus_samples(gw.metrics_port)
 
 
 def wait_metric(gw: GatewayProcess, name: str, value: float, timeout_s: float) -> float:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,3 +202,15 @@ def count_records(bootstrap: str, topic: str) -> int:
         return sum(ends[tp] - begins[tp] for tp in tps)
     finally:
         consumer.close()
+
+
+def prometheus_samples(port: int) -> dict[str, float]:
+    """A service's Prometheus samples on ``port``: ``name{labels}`` -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out

@@ -34,7 +34,7 @@ from contracts.reading import Measurement
 from contracts.topics import Topics, topics
 from tests.rulekit import minutes
 
-from .helpers import CemsProcess, consume_all, free_port, infra_env
+from .helpers import CemsProcess, consume_all, free_port, infra_env, prometheus_samples
 
 pytestmark = pytest.mark.integration
 
@@ -141,14 +141,7 @@ def test_sink_keeps_everything_through_an_influxdb_outage(
 
 def sink_metrics(port: int) -> dict[str, float]:
     """The sink's Prometheus samples, ``name{labels}`` -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
+    return prometheus_samples(port)
 
 
 def wait_metrics(port: int, expect: dict[str, float], timeout_s: float = 30) -> dict[str, float]:

@@ -8,8 +8,9 @@ running, close the stack's hour, and count all of it on its /metrics endpoint.
 
 from __future__ import annotations
 
+import json
 import time
-import urllib.request
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from contracts.parameters import PARAMETERS
 from contracts.reading import DataKind, Measurement, Reading, Source
 from contracts.registry import load_registry
 from contracts.topics import topics
+from rules.replay import ReplayDriver
+from streams.engine import load_engine
 from streams.processor import stacks_by_partition
 
-from .helpers import CemsProcess, consume_all, free_port, infra_env
+from .helpers import CemsProcess, consume_all, free_port, infra_env, prometheus_samples
 
 pytestmark = pytest.mark.integration
 
@@ -62,9 +65,10 @@ def reading(t: datetime) -> Reading:
     )  # fmt: skip
 
 
-def metric(text: str, line_start: str) -> float:
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
-    assert values, f"{line_start} not in the metrics"
+def metric(samples: dict[str, float], prefix: str) -> float:
+    """The sum of the samples whose ``name{labels}`` starts with ``prefix``."""
+    values = [v for k, v in samples.items() if k.startswith(prefix)]
+    assert values, f"{prefix} not in the metrics"
     return sum(values)
 
 
@@ -108,7 +112,7 @@ def test_bad_records_go_to_dead_letters_and_the_worker_carries_on(
 
     deadline = time.monotonic() + 30
     while True:  # the counters follow the batches
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        text = prometheus_samples(port)
         if metric(text, 'cems_worker_records_total{kind="reading"}') >= 76 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -119,3 +123,51 @@ def test_bad_records_go_to_dead_letters_and_the_worker_carries_on(
     assert metric(text, "cems_worker_hourly_averages_total") == len(VALUES)
     assert metric(text, "cems_worker_watermark_seconds") >= (t0 + timedelta(minutes=74)).timestamp()
     assert metric(text, "cems_worker_consumer_lag{") == 0
+
+
+def test_a_second_worker_takes_half_the_partitions_with_their_state(
+    infra: InfraSettings, unique: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Scale-out: worker B joins while A is mid-stream; the partitions B takes come with their
+    stacks' states (from the table's changelog), so every hour of every stack is averaged once,
+    from all its minutes, exactly as the pure rules compute it."""
+    ns = f"wk2{unique}"
+    topic_set = topics(ns)
+    ensure_topics(infra.kafka_bootstrap, topic_set.all())
+    registry = load_registry()
+    env = {**infra_env(infra), "CEMS_TICK_INTERVAL_S": "1"}
+    args = ["worker", "--namespace", ns, "--app-id", f"detect-{unique}", "--watermark", "event"]
+    workers = [CemsProcess(args, tmp_path / f"worker-{name}.log", b"[^Worker]: Ready", env) for name in "ab"]
+    for w in workers:
+        request.addfinalizer(w.stop)
+    producer = Producer({"bootstrap.servers": infra.kafka_bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    sent: list[Reading] = []
+
+    def publish(minutes: range) -> None:
+        for minute in minutes:
+            t = t0 + timedelta(minutes=minute, seconds=30)
+            for ent, stack in registry.stacks():
+                r = Reading(
+                    enterprise=ent.id, stack=stack.id, mn=stack.devices[0].mn, event_time=t, kind=DataKind.REALTIME,
+                    values={p: Measurement(value=10.0 + minute % 7, unit=PARAMETERS[p].unit) for p in stack.parameters},
+                    source=Source.MQTT_JSON, received_at=t,
+                )  # fmt: skip
+                sent.append(r)
+                producer.produce(topic_set.readings.name, key=stack.id.encode(), value=r.model_dump_json().encode())
+        producer.flush(30)
+
+    workers[0].start()
+    publish(range(0, 90))
+    deadline = time.monotonic() + 60
+    while not consume_all(infra.kafka_bootstrap, topic_set.hourly_averages.name, expect=0, timeout_s=5, settle_s=0.2):
+        assert time.monotonic() < deadline, workers[0].tail()
+    workers[1].start()  # a rebalance, with hour 1 half done on every stack
+    publish(range(90, 130))
+    expected = ReplayDriver(load_engine(registry)).feed_all(sent).result.hourly
+    assert len(expected) > 2 * 24  # hours 0 and 1 closed for every stack
+    got = consume_all(infra.kafka_bootstrap, topic_set.hourly_averages.name, expect=len(expected), timeout_s=90)
+    for w in workers:
+        assert w.proc is not None and w.proc.poll() is None, w.tail()
+    as_key = lambda h: (h["stack"], h["parameter"], h["hour_start"], h["valid_minutes"], round(h["mean"], 6))  # noqa: E731
+    assert Counter(as_key(h) for h in got) == Counter(as_key(json.loads(h.model_dump_json())) for h in expected)
