@@ -115,7 +115,6 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         topic_set.ticks.name: Kind.TICK,
         topic_set.acknowledgements.name: Kind.ACKNOWLEDGEMENT,
     }
-    stats: dict[str, int] = {"readings": 0, "ticks": 0, "acknowledgements": 0, "alerts": 0, "hourly": 0, "late": 0}
 
     def stored(stack: str) -> bytes | None:
         raw: bytes | None = states.get(stack.encode())
@@ -163,8 +162,6 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                     metrics.ALERT_EVENTS.labels(event.kind.value, event.event.value).inc()
                 for avg in out.hourly:
                     await hourly.send(key=key, value=avg.model_dump_json().encode())
-                stats["alerts"] += len(out.events)
-                stats["hourly"] += len(out.hourly)
                 metrics.HOURLY_AVERAGES.inc(len(out.hourly))
         for partition, letter in result.dead_letters:
             # in the transaction of the partition the record came from, like its offset
@@ -178,10 +175,6 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
                 transactional_id=f"{app.conf.id}-{app.assignor.group_for_topic(source_topic)}-{partition}",
             )
             metrics.DEAD_LETTERS.labels(letter.reason.value).inc()
-        stats["readings"] += result.readings
-        stats["ticks"] += result.ticks
-        stats["acknowledgements"] += result.acknowledgements
-        stats["late"] += result.late
         # The table's changelog records wait in Faust's producer buffer: hand them to the
         # transaction now, while this batch's events are unacknowledged, so a rebalance (which
         # waits for the agent, then ends the transactions) never finds one still pending.
@@ -220,6 +213,6 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
     async def report() -> None:
         metrics.STATE_BYTES.set(processor.state_bytes())
         metrics.STACKS_HELD.set(len(processor.cache))
-        log.info("worker progress: %s, watermark %s", stats, watermark.now(time.monotonic()))
+        log.info("worker progress: %s, watermark %s", metrics.totals(), watermark.now(time.monotonic()))
 
     return app

@@ -188,6 +188,18 @@ class _Batch:
         else:
             self._acknowledgement(record)
 
+    def _known(self, record: Record, stack: str) -> bool:
+        """The record is keyed by the stack it is about, and the registry knows that stack;
+        otherwise it goes to the dead letters."""
+        if record.key != stack.encode():
+            self.dead_letter(record, RejectReason.KEY_MISMATCH, f"keyed {record.key!r}, a record of {stack}", stack)
+            return False
+        if stack not in self.engine.profiles:
+            detail = f"stack {stack} is not in the worker's registry"
+            self.dead_letter(record, RejectReason.UNKNOWN_DEVICE, detail, stack)
+            return False
+        return True
+
     def _reading(self, record: Record) -> None:
         try:
             reading = decode_reading(record.value)
@@ -195,12 +207,7 @@ class _Batch:
             self.dead_letter(record, _decode_failure(exc), str(exc))
             return
         stack = reading.stack
-        if record.key != stack.encode():
-            self.dead_letter(record, RejectReason.KEY_MISMATCH, f"keyed {record.key!r}, a reading of {stack}", stack)
-            return
-        if stack not in self.engine.profiles:
-            detail = f"stack {stack} is not in the worker's registry"
-            self.dead_letter(record, RejectReason.UNKNOWN_DEVICE, detail, stack)
+        if not self._known(record, stack):
             return
         arrival = self.proc.arrival()
         self.proc.watermark.observe(record.partition, reading.event_time, arrival)
@@ -240,8 +247,7 @@ class _Batch:
         except ValidationError as exc:
             self.dead_letter(record, _decode_failure(exc), str(exc))
             return
-        if ack.stack not in self.engine.profiles or record.key != ack.stack.encode():
-            self.dead_letter(record, RejectReason.KEY_MISMATCH, f"keyed {record.key!r}, for stack {ack.stack}")
+        if not self._known(record, ack.stack):
             return
         at = self.proc.watermark.now(self.proc.arrival()) or ack.at
         self.result.acknowledgements += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from .processor import BatchResult
@@ -40,3 +40,23 @@ def observe_batch(result: BatchResult, seconds: float, watermark: datetime | Non
     BATCH_SECONDS.observe(seconds)
     if watermark is not None:
         WATERMARK.set(watermark.timestamp())
+
+
+def totals() -> dict[str, int]:
+    """The counters so far, for the progress log line."""
+
+    def total(name: str, **labels: str) -> int:
+        return int(REGISTRY.get_sample_value(name, labels) or 0)
+
+    kinds = ("reading", "tick", "acknowledgement")
+    out = {f"{kind}s": total("cems_worker_records_total", kind=kind) for kind in kinds}
+    out["late"] = total("cems_worker_late_readings_total")
+    out["hourly"] = total("cems_worker_hourly_averages_total")
+    out["alert_events"] = sum(
+        int(sample.value)
+        for metric in REGISTRY.collect()
+        if metric.name == "cems_worker_alert_events"
+        for sample in metric.samples
+        if sample.name == "cems_worker_alert_events_total"
+    )
+    return out
