@@ -26,6 +26,14 @@ class AlertKind(StrEnum):
     FLATLINE = "flatline"  # a value that does not move while the unit runs
     LIMIT_HUGGING = "limit_hugging"  # hourly values held just under the limit for a day
     ZS_MISMATCH = "zs_mismatch"  # reported converted values disagree with recomputation
+    # electricity use (分表计电): production vs pollution-control facilities (rules.electricity)
+    TREATMENT_OFF = "treatment_off"  # production runs while a control facility treating it is off
+    CONTROL_LATE_START = "control_late_start"  # control started well after its production
+    CONTROL_EARLY_STOP = "control_early_stop"  # control stopped well before its production
+    CONTROL_UNDERPOWERED = "control_underpowered"  # control far below its normal power at normal load
+    PRODUCTION_OFF_EMITTING = "production_off_emitting"  # every producer off, the stack still emitting
+    # heavy-pollution emergency response (rules.emergency)
+    EMERGENCY_NONCOMPLIANCE = "emergency_noncompliance"  # a reduction measure not met in an hour
 
 
 class Severity(StrEnum):

@@ -90,6 +90,73 @@ class ZsMismatchEvidence(Evidence):
     minutes: int
 
 
+class TreatmentOffEvidence(Evidence):
+    control: str
+    #: the production facilities it treats that were running, with their power (kW)
+    production_kw: dict[str, float]
+    #: the control facility's power (kW) in the last minute its meter reported, if it did
+    control_kw: float | None
+    running_kw: float
+    since: AwareDatetime
+    minutes: int
+
+
+class ControlTimingEvidence(Evidence):
+    """A control facility started after (late start) or stopped before (early stop) production."""
+
+    control: str
+    production: str
+    production_at: AwareDatetime
+    control_at: AwareDatetime
+    minutes: int
+    grace_minutes: int
+
+
+class ControlUnderpoweredEvidence(Evidence):
+    control: str
+    control_kw: float
+    normal_kw: float
+    ratio: float
+    production_kw: dict[str, float]
+    since: AwareDatetime
+    minutes: int
+
+
+class ProductionOffEmittingEvidence(Evidence):
+    #: every metered producer on the stack, with its power (kW)
+    production_kw: dict[str, float]
+    flow_m3_s: float
+    baseline_flow_m3_s: float | None
+    since: AwareDatetime
+    minutes: int
+
+
+class EmergencyBreach(BaseModel):
+    """One requirement of a measure not met in one hour: required vs measured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``power_stopped``, ``stack_stopped``, ``power_limit``, ``emission_cut``
+    check: str
+    pollutant: str | None = None
+    required: float
+    measured: float
+    unit: str
+    #: the baseline the requirement was worked out from (emission_cut: kg/h; power_limit: normal kW)
+    baseline: float | None = None
+
+
+class EmergencyNoncomplianceEvidence(Evidence):
+    response_id: str
+    level: str
+    facility: str
+    action: str
+    hour_start: AwareDatetime
+    breaches: list[EmergencyBreach]
+    #: hours of this response in which the measure was not met so far
+    noncompliant_hours: int
+
+
 EVIDENCE: dict[AlertKind, type[Evidence]] = {
     AlertKind.EXCEEDANCE: ExceedanceEvidence,
     AlertKind.EARLY_WARNING: EarlyWarningEvidence,
@@ -100,6 +167,12 @@ EVIDENCE: dict[AlertKind, type[Evidence]] = {
     AlertKind.FLATLINE: FlatlineEvidence,
     AlertKind.LIMIT_HUGGING: LimitHuggingEvidence,
     AlertKind.ZS_MISMATCH: ZsMismatchEvidence,
+    AlertKind.TREATMENT_OFF: TreatmentOffEvidence,
+    AlertKind.CONTROL_LATE_START: ControlTimingEvidence,
+    AlertKind.CONTROL_EARLY_STOP: ControlTimingEvidence,
+    AlertKind.CONTROL_UNDERPOWERED: ControlUnderpoweredEvidence,
+    AlertKind.PRODUCTION_OFF_EMITTING: ProductionOffEmittingEvidence,
+    AlertKind.EMERGENCY_NONCOMPLIANCE: EmergencyNoncomplianceEvidence,
 }
 
 

@@ -25,6 +25,9 @@ class Unit(StrEnum):
     PERCENT = "%"
     MW = "MW"
     T_H = "t/h"
+    KW = "kW"
+    AMPERE = "A"
+    KWH = "kWh"
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,28 @@ for _p in (
     ),
 ):
     PARAMETERS[_p.name] = _p
+
+# Electricity meters of production and pollution-control facilities (分表计电). HJ 212 has no
+# codes for them either: the project's codes (prefix "xe") are used in packets.
+for _p in (
+    Parameter("power", "xe0001", None, Unit.KW, frozenset({Unit.KW, Unit.MW}), None, 0, 2e6, "active power drawn"),
+    Parameter("current", "xe0002", None, Unit.AMPERE, frozenset({Unit.AMPERE}), None, 0, 1e6, "phase current"),
+    Parameter(
+        "energy",
+        "xe0003",
+        None,
+        Unit.KWH,
+        frozenset({Unit.KWH}),
+        None,
+        0,
+        1e13,
+        "cumulative active energy (meter reading)",
+    ),
+):
+    PARAMETERS[_p.name] = _p
+
+#: what an electricity meter reports; a stack does not report these, a meter only these
+METER_PARAMETERS: frozenset[str] = frozenset({"power", "current", "energy"})
 
 BY_HJ212_CODE: dict[str, Parameter] = {p.hj212_code: p for p in PARAMETERS.values()}
 BY_LEGACY_CODE: dict[str, Parameter] = {p.legacy_code: p for p in PARAMETERS.values() if p.legacy_code}

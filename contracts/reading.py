@@ -90,6 +90,8 @@ class Measurement(_Frozen):
 class Reading(_Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     enterprise: str
+    #: the stack it is keyed by: for an electricity meter, the stack its facility exhausts to
+    #: (so a stack's emissions and its facilities' power meet in one partition and one state)
     stack: str
     mn: str
     event_time: AwareDatetime
@@ -101,6 +103,9 @@ class Reading(_Frozen):
     qn: str | None = None
     #: sent by the device in answer to the gateway's request for a period it missed (backfill)
     backfilled: bool = False
+    #: set on an electricity meter's reading: the facility the meter is on (its values are
+    #: ``power``, ``current``, ``energy``)
+    facility: str | None = None
 
     @property
     def dedup_key(self) -> str:

@@ -161,6 +161,7 @@ def parse_topic(topic: str) -> TopicAddress:
 _TO_CANONICAL = {
     (Unit.M3_H, Unit.M3_S): 1 / 3600,
     (Unit.PA, Unit.KPA): 1 / 1000,
+    (Unit.MW, Unit.KW): 1000.0,
 }
 
 

@@ -11,10 +11,10 @@ above ``o2_not_convertible_pct``: the unit is not running).
 from __future__ import annotations
 
 from contracts.alerts import HourlyAverage, HourlyStatus
-from contracts.reading import Reading
+from contracts.reading import DataFlag, Reading
 
 from .alerts import ts
-from .config import RuleSettings, StackProfile
+from .config import RuleSettings, StackProfile, meter_key
 from .conversion import emission_rate_kg_h, o2_converted, standard_dry_flow_m3_h
 from .state import HourAcc, Minute, MinuteBucket, StackState
 
@@ -37,6 +37,9 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
         return False
     buckets = state.open_minutes.setdefault(minute, {})
     invalid = settings.invalid_flags
+    if reading.facility is not None:
+        _add_meter_reading(state, reading.facility, reading, buckets, invalid, t)
+        return True
     last_seen = state.param_last_seen
     for name, m in reading.values.items():
         b = buckets.get(name)
@@ -65,6 +68,34 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
     if state.first_seen is None or t < state.first_seen:
         state.first_seen = t
     return True
+
+
+def _add_meter_reading(
+    state: StackState,
+    facility: str,
+    reading: Reading,
+    buckets: dict[str, MinuteBucket],
+    invalid: frozenset[DataFlag],
+    t: int,
+) -> None:
+    """A facility meter's values go into the same minute under ``<facility>/<parameter>``; they
+    do not count as the stack reporting (its silence is still a gap)."""
+    for name, m in reading.values.items():
+        key = meter_key(facility, name)
+        b = buckets.get(key)
+        if b is None:
+            b = buckets[key] = MinuteBucket()
+        if m.flag in invalid:
+            b.n_invalid += 1
+            b.flags[m.flag.value] = b.flags.get(m.flag.value, 0) + 1
+        else:
+            b.total += m.value
+            b.n_valid += 1
+            b.vmin = min(b.vmin, m.value)
+            b.vmax = max(b.vmax, m.value)
+    seen = state.electricity.meter_last_seen
+    if t > seen.get(facility, t - 1):
+        seen[facility] = t
 
 
 def close_minute(state: StackState, minute: int) -> dict[str, Minute]:

@@ -13,10 +13,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.emergency import Level
 from contracts.errors import ConfigError, config_error
 from contracts.parameters import DERIVED_FROM, computable
 from contracts.reading import DataFlag
-from contracts.registry import BypassInstrument, Enterprise, Industry, Registry, Stack
+from contracts.registry import (
+    BypassInstrument,
+    EmergencyPlan,
+    Enterprise,
+    Facility,
+    FacilityRole,
+    FacilityType,
+    Industry,
+    Measure,
+    Registry,
+    Stack,
+)
 
 CATALOGUE_PATH = Path(__file__).with_name("data") / "limits-catalogue.yaml"
 
@@ -71,6 +83,37 @@ class FalsificationSettings(_Strict):
     zs_minutes: int = 10
 
 
+class ElectricitySettings(_Strict):
+    """Electricity-use rules (``rules.electricity``): production vs pollution-control power."""
+
+    #: a control facility off while what it treats runs, this many minutes in a row: treatment_off
+    treatment_off_minutes: int = Field(default=10, ge=1)
+    #: a control facility starting more than this after its production started: control_late_start
+    start_grace_minutes: int = Field(default=5, ge=0)
+    #: a control facility stopping more than this before its production stopped: control_early_stop
+    stop_grace_minutes: int = Field(default=5, ge=0)
+    #: production at or above this share of its normal power counts as normal load
+    normal_load_ratio: float = Field(default=0.8, gt=0, le=2)
+    #: a running control facility under this share of its normal power while production is at
+    #: normal load, this many minutes in a row: control_underpowered
+    underpowered_ratio: float = Field(default=0.5, gt=0, lt=1)
+    underpowered_minutes: int = Field(default=15, ge=1)
+    #: every metered producer on a stack off while the stack runs, this many minutes: production_off_emitting
+    production_off_minutes: int = Field(default=15, ge=1)
+    #: stack flow under this share of its baseline while production is at normal load: a bypass signal
+    no_flow_ratio: float = Field(default=0.1, gt=0, lt=1)
+    hold_down_s: int = Field(default=600, ge=0)
+
+
+class EmergencySettings(_Strict):
+    """Emergency-response checks (``rules.emergency``)."""
+
+    #: hourly emission rates are kept this many days back for baselines (at least the plan's baseline_days)
+    history_days: int = Field(default=7, ge=1, le=14)
+    #: a cut is judged only with a baseline from at least this many of the plan's days
+    min_baseline_days: int = Field(default=1, ge=1)
+
+
 class RuleSettings(_Strict):
     version: Literal[1] = 1
     #: flags whose data is not valid for averages and exceedance (HJ 75 / MEE 2022 No. 21)
@@ -109,6 +152,8 @@ class RuleSettings(_Strict):
     running_flow_ratio: float = 0.3
     bypass: BypassSettings = Field(default_factory=BypassSettings)
     falsification: FalsificationSettings = Field(default_factory=FalsificationSettings)
+    electricity: ElectricitySettings = Field(default_factory=ElectricitySettings)
+    emergency: EmergencySettings = Field(default_factory=EmergencySettings)
 
 
 @lru_cache(maxsize=1024)
@@ -135,6 +180,28 @@ def parse_settings(data: dict[str, Any], source: str = "rule settings") -> RuleS
     return settings
 
 
+class FacilityProfile(_Strict):
+    """A metered facility on the stack (it exhausts to it, or treats its flue gas)."""
+
+    id: str
+    role: FacilityRole
+    type: FacilityType
+    running_kw: float
+    normal_kw: float
+    #: control only: the production facilities it treats
+    treats: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The name its power goes by in the stack's minutes and hours (``rules.aggregation``)."""
+        return meter_key(self.id, "power")
+
+
+def meter_key(facility: str, parameter: str) -> str:
+    """How a meter's parameter is named in its stack's minutes and hourly averages."""
+    return f"{facility}/{parameter}"
+
+
 class StackProfile(_Strict):
     """Everything the rules need to know about one stack."""
 
@@ -149,9 +216,20 @@ class StackProfile(_Strict):
     bypass_instrument: BypassInstrument
     wet_desulphurisation: bool
     reporting_interval_s: int
+    district: str = ""
+    #: the metered facilities exhausting to this stack or treating its gas
+    facilities: tuple[FacilityProfile, ...] = ()
+    #: the enterprise's reduction list, per level: the measures for facilities on this stack
+    reduction: dict[Level, tuple[Measure, ...]] = Field(default_factory=dict)
+    #: hours after a response starts before the measures must hold, in seconds
+    lead_time_s: int = 0
+    emergency_plan: EmergencyPlan = Field(default_factory=EmergencyPlan)
 
     def limit(self, parameter: str) -> float | None:
         return self.limits_mg_m3.get(parameter)
+
+    def facility(self, facility_id: str) -> FacilityProfile | None:
+        return next((f for f in self.facilities if f.id == facility_id), None)
 
 
 def stack_limits(industry: IndustryLimits | None, stack: Stack) -> dict[str, float]:
@@ -160,7 +238,9 @@ def stack_limits(industry: IndustryLimits | None, stack: Stack) -> dict[str, flo
     return {**(industry.limits_mg_m3 if industry else {}), **stack.limits_mg_m3}
 
 
-def stack_profile(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> StackProfile:
+def stack_profile(
+    enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue, plan: EmergencyPlan | None = None
+) -> StackProfile:
     """The stack's limits are the catalogue's for its industry, overridden by its own, kept for
     the parameters its readings carry: those it declares and those derived from them (NOx as
     NO2 from NO and NO2, ``contracts.parameters.computable``)."""
@@ -179,7 +259,30 @@ def stack_profile(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalog
         bypass_instrument=stack.bypass.instrumented,
         wet_desulphurisation=stack.wet_desulphurisation,
         reporting_interval_s=stack.reporting_interval_s,
+        district=enterprise.district,
+        facilities=tuple(_facility_profile(f) for f in enterprise.facilities if f.stack == stack.id),
+        reduction=_reduction_on(enterprise, stack),
+        lead_time_s=round(enterprise.emergency.lead_time_h * 3600) if enterprise.emergency else 0,
+        emergency_plan=plan or EmergencyPlan(),
     )
+
+
+def _facility_profile(f: Facility) -> FacilityProfile:
+    return FacilityProfile(
+        id=f.id, role=f.role, type=f.type, running_kw=f.running_kw, normal_kw=f.normal_kw, treats=tuple(f.treats)
+    )
+
+
+def _reduction_on(enterprise: Enterprise, stack: Stack) -> dict[Level, tuple[Measure, ...]]:
+    if enterprise.emergency is None:
+        return {}
+    on_stack = {f.id for f in enterprise.facilities if f.stack == stack.id}
+    out = {}
+    for level, measures in enterprise.emergency.levels.items():
+        mine = tuple(m for m in measures if m.facility in on_stack)
+        if mine:
+            out[level] = mine
+    return out
 
 
 def unjudgeable_limits(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> list[str]:
@@ -230,4 +333,4 @@ def profiles(registry: Registry, catalogue: LimitsCatalogue) -> dict[str, StackP
     ]
     if problems:
         raise ConfigError("\n".join(problems))
-    return {s.id: stack_profile(e, s, catalogue) for e, s in registry.stacks()}
+    return {s.id: stack_profile(e, s, catalogue, registry.emergency_plan) for e, s in registry.stacks()}

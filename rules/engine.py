@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.alerts import AlertEvent, HourlyAverage
+from contracts.emergency import EmergencyResponse
 from contracts.evidence import check_evidence
 from contracts.reading import Reading
 
-from . import bypass, exceedance, falsification, gaps
+from . import bypass, electricity, emergency, exceedance, falsification, gaps
 from .aggregation import HOUR, MINUTE, add_reading, close_minute, hourly_averages
 from .alerts import acknowledge
 from .config import RuleSettings, StackProfile
@@ -63,6 +64,17 @@ class DetectionEngine:
             return state, Output()
         return state, self._advance(state, profile, int(now.timestamp()), check_gaps=False)
 
+    def respond(self, state: StackState, response: EmergencyResponse) -> tuple[StackState, Output]:
+        """A declared emergency response (or a revision of it): held by the stack if it covers
+        the stack's district; its hours are judged as they close."""
+        profile = self.profiles.get(state.stack)
+        if profile is None:
+            return state, Output()
+        out = Output(events=emergency.on_response(state, profile, self.settings, response))
+        for event in out.events:
+            check_evidence(event.kind, event.evidence)
+        return state, out
+
     def acknowledge(
         self, state: StackState, alert_id: str, officer: str, now: datetime, note: str | None = None
     ) -> list[AlertEvent]:
@@ -87,12 +99,16 @@ class DetectionEngine:
             out.events += bypass.on_minute_closed(state, profile, settings, minute, minutes)
             out.events += falsification.on_minute_closed(state, profile, settings, minute, minutes)
             out.events += exceedance.on_minute_closed(state, profile, settings, minute, minutes)
+            if profile.facilities:
+                out.events += electricity.on_minute_closed(state, profile, settings, minute, minutes)
             # only minutes that held data close: a clock running ahead of any data (live mode
             # in total silence) must not make a later backfill of that time "late"
             state.closed_until = max(state.closed_until or 0, minute + MINUTE)
         self._close_hours(state, profile, before=limit - limit % HOUR, out=out)
         if check_gaps:
             out.events += gaps.check_gaps(state, profile, settings, now)
+            if profile.facilities:
+                out.events += electricity.check_meters(state, profile, settings, now)
         for event in out.events:  # each kind's evidence has its fields, with their types
             check_evidence(event.kind, event.evidence)
         return out
@@ -108,4 +124,5 @@ class DetectionEngine:
             out.hourly += averages.values()
             out.events += exceedance.on_hour_closed(state, profile, self.settings, hour, averages)
             out.events += falsification.on_hour_closed(state, profile, self.settings, hour, averages)
+            out.events += emergency.on_hour_closed(state, profile, self.settings, hour, averages)
             state.hours_closed_until = max(state.hours_closed_until or 0, hour + HOUR)

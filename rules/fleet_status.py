@@ -133,6 +133,14 @@ KIND_RULES: tuple[KindRule, ...] = (
     KindRule(AlertKind.LIMIT_HUGGING, Status.SUSPECT_DATA),
     KindRule(AlertKind.DATA_GAP, Status.DATA_GAP, Scope.PARAMETER),
     KindRule(AlertKind.INVALID_MARK, Status.MARKED),
+    # flue gas leaving untreated is judged like a bypass; a breach of an emergency measure like
+    # an exceedance (a legal requirement not met); timing and power anomalies as suspect operation
+    KindRule(AlertKind.TREATMENT_OFF, Status.BYPASS_SUSPECTED),
+    KindRule(AlertKind.EMERGENCY_NONCOMPLIANCE, Status.EXCEEDING),
+    KindRule(AlertKind.CONTROL_LATE_START, Status.SUSPECT_DATA),
+    KindRule(AlertKind.CONTROL_EARLY_STOP, Status.SUSPECT_DATA),
+    KindRule(AlertKind.CONTROL_UNDERPOWERED, Status.SUSPECT_DATA),
+    KindRule(AlertKind.PRODUCTION_OFF_EMITTING, Status.SUSPECT_DATA),
 )
 
 

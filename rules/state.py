@@ -74,6 +74,53 @@ class Mark:
 
 
 @dataclass
+class FacilityRun:
+    """What the electricity rules know of one metered facility (``rules.electricity``)."""
+
+    #: whether it ran in the last minute its meter reported a valid power (None: never reported)
+    running: bool | None = None
+    #: the minute it entered that state
+    since: int | None = None
+    #: the last minute its meter reported a valid power
+    last_minute: int | None = None
+
+
+@dataclass
+class ElectricityState:
+    """Per stack: its metered facilities, and the counters of the electricity rules."""
+
+    facilities: dict[str, FacilityRun] = field(default_factory=dict)
+    #: rule -> facility (or "" for the stack) -> consecutive minutes the condition held
+    runs: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: facility -> the last time its meter reported (event time, epoch s)
+    meter_last_seen: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ResponseHeld:
+    """A declared emergency response that concerns this stack (``rules.emergency``)."""
+
+    id: str
+    level: str
+    start: int
+    end: int | None
+    revision: int
+    #: clock hour (0-23, UTC) -> pollutant -> baseline emission (kg/h), fixed once the hours
+    #: before the start have closed
+    baseline: dict[int, dict[str, float]] | None = None
+    #: the hours judged so far (hour start), so a revision does not judge one twice
+    judged_until: int | None = None
+
+
+@dataclass
+class EmergencyState:
+    #: hour start -> pollutant -> emission rate (kg/h) of the valid hours kept for baselines
+    emission_history: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: response id -> the response as this stack holds it
+    responses: dict[str, ResponseHeld] = field(default_factory=dict)
+
+
+@dataclass
 class StackState:
     stack: str
     #: when the engine first looked at this stack (for devices never heard from)
@@ -100,3 +147,5 @@ class StackState:
     #: last hours per parameter: (hour start, judged value or None, limit)
     hourly_history: dict[str, list[tuple[int, float | None, float]]] = field(default_factory=dict)
     alerts: dict[tuple[str, str | None], OpenAlert] = field(default_factory=dict)
+    electricity: ElectricityState = field(default_factory=ElectricityState)
+    emergency: EmergencyState = field(default_factory=EmergencyState)

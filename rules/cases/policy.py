@@ -31,6 +31,12 @@ _DEFAULT_KINDS: dict[AlertKind, KindPolicy] = {
     AlertKind.LIMIT_HUGGING: KindPolicy(verify_days=30),
     AlertKind.DATA_GAP: KindPolicy(min_duration_h=4, verify_days=7),
     AlertKind.INVALID_MARK: KindPolicy(verify_days=7),
+    AlertKind.TREATMENT_OFF: KindPolicy(verify_days=30, response_days=3),
+    AlertKind.CONTROL_LATE_START: KindPolicy(verify_days=14),
+    AlertKind.CONTROL_EARLY_STOP: KindPolicy(verify_days=14),
+    AlertKind.CONTROL_UNDERPOWERED: KindPolicy(verify_days=14),
+    AlertKind.PRODUCTION_OFF_EMITTING: KindPolicy(verify_days=14),
+    AlertKind.EMERGENCY_NONCOMPLIANCE: KindPolicy(verify_days=0, response_days=3),
 }
 
 

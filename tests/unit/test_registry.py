@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from contracts.errors import ConfigError
-from contracts.parameters import PARAMETERS, Unit
+from contracts.parameters import METER_PARAMETERS, PARAMETERS, Unit
 from contracts.registry import SAMPLE_REGISTRY, Industry, load_registry
 
 Data = dict[str, Any]
@@ -19,7 +19,7 @@ POWER_1 = "enterprises[jy-power-1]"
 S1 = f"{POWER_1}.stacks[jy-power-1-s1]"
 S2 = f"{POWER_1}.stacks[jy-power-1-s2]"
 S1_MN = "41900100010101JYC"
-KNOWN = ", ".join(sorted(PARAMETERS))
+KNOWN = ", ".join(sorted(set(PARAMETERS) - METER_PARAMETERS))
 
 
 def _sample() -> Data:
@@ -85,8 +85,8 @@ CASES: list[tuple[str, Callable[[Data], None], list[str]]] = [
         "NO in a unit that does not exist",
         _set((0, 1), "parameters", "no", value="ppb"),
         [
-            f"{S2}.parameters.no: Input should be 'mg/m3', 'ppm', 'm3/s', 'm3/h', 'm/s', 'C', 'kPa', 'Pa', '%', 'MW' "
-            "or 't/h'"
+            f"{S2}.parameters.no: Input should be 'mg/m3', 'ppm', 'm3/s', 'm3/h', 'm/s', 'C', 'kPa', 'Pa', '%', 'MW', "
+            "'t/h', 'kW', 'A' or 'kWh'"
         ],
     ),
     (
@@ -134,7 +134,7 @@ CASES: list[tuple[str, Callable[[Data], None], list[str]]] = [
         _duplicate_mn,
         [
             f"enterprises[jy-cement-2].stacks[jy-cement-2-s1].devices[{S1_MN}].mn: duplicate MN '{S1_MN}' "
-            "(also on stack 'jy-power-1-s1')"
+            "(also on 'jy-power-1-s1')"
         ],
     ),
     (
@@ -213,8 +213,8 @@ def test_parameters_named_like_yaml_1_1_booleans_stay_strings(tmp_path: Path) ->
 
 def test_wrong_version_and_missing_file(tmp_path: Path) -> None:
     data = _sample()
-    data["version"] = 2
-    with pytest.raises(ConfigError, match="key 'version' must be 1"):
+    data["version"] = 3
+    with pytest.raises(ConfigError, match="key 'version' must be 1 or 2"):
         load_registry(_write(tmp_path, data))
     with pytest.raises(ConfigError, match="registry file not found"):
         load_registry(tmp_path / "absent.yaml")
