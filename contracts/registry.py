@@ -170,6 +170,8 @@ class Meter(Device):
 
     #: parameter -> unit the meter reports it in; ``power`` (active power) is required
     parameters: dict[str, Unit] = Field(default_factory=lambda: {"power": Unit.KW})
+    #: a meter reports each minute at least: the rules judge facilities minute by minute
+    reporting_interval_s: int = Field(default=60, gt=0, le=60)
 
     @model_validator(mode="after")
     def _meter_parameters(self) -> Meter:
