@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from contracts.emergency import EmergencyResponse
+from contracts.errors import ConfigError
 from contracts.reading import Reading, Source
 from contracts.registry import Registry
 from ingest.validation import ReadingValidator, Rejected, ValidationSettings
@@ -82,8 +84,26 @@ def _parse_line(line: str, validator: ReadingValidator) -> Reading:
     return Reading.model_validate_json(line)
 
 
-def run_replay(engine: DetectionEngine, data: ReplayInput) -> ReplayResult:
-    return ReplayDriver(engine).feed_all(data.readings).finish()
+def run_replay(engine: DetectionEngine, data: ReplayInput, responses: Iterable[EmergencyResponse] = ()) -> ReplayResult:
+    """The rules over the readings; declared emergency responses apply from the start (as if
+    declared before the first reading)."""
+    driver = ReplayDriver(engine)
+    for response in responses:
+        driver.respond(response)
+    return driver.feed_all(data.readings).finish()
+
+
+def read_responses(path: Path) -> list[EmergencyResponse]:
+    """Emergency responses, one JSON object per line (as ``cems emergency list --json`` prints)."""
+    out = []
+    for number, line in _lines(path):
+        try:
+            out.append(EmergencyResponse.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{path}:{number}: not an emergency response: {where}: {first['msg']}") from exc
+    return out
 
 
 def summary(data: ReplayInput, result: ReplayResult) -> dict[str, object]:

@@ -35,6 +35,7 @@ class Topics:
     acknowledgements: TopicSpec
     notifications: TopicSpec
     silences: TopicSpec
+    emergency: TopicSpec
 
     def all(self) -> tuple[TopicSpec, ...]:
         return (
@@ -46,6 +47,7 @@ class Topics:
             self.acknowledgements,
             self.notifications,
             self.silences,
+            self.emergency,
         )
 
 
@@ -99,6 +101,13 @@ def topics(namespace: str = DEFAULT_NAMESPACE) -> Topics:
             1,
             {"cleanup.policy": "compact"},
             "Silences for planned work keyed by silence id (latest version of each)",
+        ),
+        emergency=TopicSpec(
+            f"{prefix}.emergency",
+            6,
+            {"cleanup.policy": "compact"},
+            "Declared emergency responses keyed by response id, each revision on every partition "
+            "(co-partitioned with readings: every worker applies it to its stacks)",
         ),
     )
 

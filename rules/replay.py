@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from contracts.alerts import AlertEvent, HourlyAverage
+from contracts.emergency import EmergencyResponse
 from contracts.reading import Reading
 
 from .engine import DetectionEngine, Output
@@ -57,6 +58,12 @@ class ReplayDriver:
             for state in self.states.values():
                 self._take(self.engine.tick(state, self.next_tick)[1])
             self.next_tick += self.tick_every
+
+    def respond(self, response: EmergencyResponse) -> None:
+        """A declared emergency response (or a revision) reaches every stack, as the worker
+        applies one on each partition."""
+        for state in self.states.values():
+            self._take(self.engine.respond(state, response)[1])
 
     def feed(self, reading: Reading) -> None:
         self.result.readings += 1

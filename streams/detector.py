@@ -1,8 +1,9 @@
 """The Faust stream processor around the pure rules.
 
-One agent consumes the readings topic (keyed by stack id), the co-partitioned ticks topic
-and the acknowledgements, keeps each stack's rule state in a Faust table with a changelog
-(``streams.codec``'s versioned format), and produces alert events and hourly averages keyed
+One agent consumes the readings topic (keyed by stack id), the co-partitioned ticks topic,
+the acknowledgements and the declared emergency responses (each written to every partition),
+keeps each stack's rule state in a Faust table with a changelog (``streams.codec``'s
+versioned format), and produces alert events and hourly averages keyed
 by stack, and dead letters for what it cannot use (``streams.processor``, the failure
 policy). A leader timer sends one tick to every ticks partition each ``tick_interval_s``; the
 worker holding the partition ticks each of the partition's stacks: ticks travel through
@@ -92,6 +93,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         topic_set.readings.name,
         topic_set.ticks.name,
         topic_set.acknowledgements.name,
+        topic_set.emergency.name,
         key_serializer="raw",
         value_serializer="raw",
         allow_empty=True,
@@ -114,6 +116,7 @@ def create_app(settings: StreamSettings, engine: DetectionEngine | None = None) 
         topic_set.readings.name: Kind.READING,
         topic_set.ticks.name: Kind.TICK,
         topic_set.acknowledgements.name: Kind.ACKNOWLEDGEMENT,
+        topic_set.emergency.name: Kind.RESPONSE,
     }
 
     def stored(stack: str) -> bytes | None:

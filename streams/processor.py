@@ -33,6 +33,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from contracts.alerts import Acknowledgement
+from contracts.emergency import EmergencyResponse
 from contracts.reading import DeadLetter, RejectReason
 from rules.engine import DetectionEngine, Output
 from rules.state import StackState
@@ -47,6 +48,8 @@ class Kind(Enum):
     READING = "reading"
     TICK = "tick"
     ACKNOWLEDGEMENT = "acknowledgement"
+    #: a declared emergency response (or a revision), on every partition of the emergency topic
+    RESPONSE = "response"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class BatchResult:
     readings: int = 0
     ticks: int = 0
     acknowledgements: int = 0
+    responses: int = 0
     late: int = 0
 
 
@@ -185,6 +189,8 @@ class _Batch:
             self._reading(record)
         elif record.kind is Kind.TICK:
             self._tick(record)
+        elif record.kind is Kind.RESPONSE:
+            self._response(record)
         else:
             self._acknowledgement(record)
 
@@ -240,6 +246,19 @@ class _Batch:
         for stack in stacks:
             if stack in self.engine.profiles:
                 self.apply(stack, lambda state: self.engine.tick(state, now)[1], record)
+
+    def _response(self, record: Record) -> None:
+        """A declared response reaches every stack of the partition it was written to (each
+        revision is written to every partition: ``cems.emergency.publish``)."""
+        try:
+            response = EmergencyResponse.model_validate_json(record.value)
+        except ValidationError as exc:
+            self.dead_letter(record, _decode_failure(exc), str(exc))
+            return
+        self.result.responses += 1
+        for stack in self.proc.stacks_by_partition.get(record.partition, []):
+            if stack in self.engine.profiles:
+                self.apply(stack, lambda state: self.engine.respond(state, response)[1], record)
 
     def _acknowledgement(self, record: Record) -> None:
         try:

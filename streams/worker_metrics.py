@@ -34,6 +34,7 @@ def observe_batch(result: BatchResult, seconds: float, watermark: datetime | Non
     RECORDS.labels("reading").inc(result.readings)
     RECORDS.labels("tick").inc(result.ticks)
     RECORDS.labels("acknowledgement").inc(result.acknowledgements)
+    RECORDS.labels("response").inc(result.responses)
     LATE.inc(result.late)
     STATE_WRITES.inc(len(result.writes))
     STATE_WRITE_BYTES.inc(sum(len(raw) for raw in result.writes.values()))

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from contracts.errors import CemsError
 
-from . import alerts, console, contracts, dashboards, infra, notify, replay, services, simulate, topics
+from . import alerts, console, contracts, dashboards, emergency, infra, notify, replay, services, simulate, topics
 from .common import err
 
 
@@ -43,5 +43,6 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(notify.app)  # notify
 app.add_typer(notify.silence_app, name="silence")
 app.add_typer(console.app, name="console")
+app.add_typer(emergency.app, name="emergency")
 
 __all__ = ["app"]

@@ -23,6 +23,12 @@ def replay(
     hourly_out: Annotated[Path | None, typer.Option(help="also write hourly averages here (JSON lines)")] = None,
     rules: Annotated[Path | None, typer.Option(help="rule settings YAML (default: built-in settings)")] = None,
     catalogue: Annotated[Path | None, typer.Option(help="limits catalogue YAML (default: rules/data)")] = None,
+    responses: Annotated[
+        Path | None,
+        typer.Option(
+            help="declared emergency responses, JSON lines (`cems emergency list --json`), applied from the start"
+        ),
+    ] = None,
     input_stacks_only: Annotated[
         bool, typer.Option(help="judge only stacks present in the input (default: every registry stack)")
     ] = False,
@@ -40,7 +46,7 @@ def replay(
     lines refused and why, late readings, events by kind.
     """
     from cems.accounts import registry_path
-    from cems.replay import dumps_summary, load_engine, read_inputs, run_replay, summary
+    from cems.replay import dumps_summary, load_engine, read_inputs, read_responses, run_replay, summary
     from contracts.registry import load_registry
 
     reg = load_registry(registry or registry_path())
@@ -52,7 +58,7 @@ def replay(
     if input_stacks_only:
         present = {r.stack for r in data.readings}
         engine.profiles = {s: p for s, p in engine.profiles.items() if s in present}
-    result = run_replay(engine, data)
+    result = run_replay(engine, data, read_responses(responses) if responses else ())
     lines = "".join(e.model_dump_json() + "\n" for e in result.events)
     if out is None:
         sys.stdout.write(lines)

@@ -16,6 +16,7 @@ from contracts.errors import ConfigError
 ROOT_COMMANDS = [
     "gateway", "worker", "sink", "run", "simulate", "replay",
     "infra", "contracts", "topics", "dashboards", "alerts", "notify", "silence", "console",
+    "emergency",
 ]  # fmt: skip
 GROUP_COMMANDS = {
     "infra": ["up", "down", "status", "mosquitto-config"],
@@ -25,6 +26,7 @@ GROUP_COMMANDS = {
     "alerts": ["list", "tail", "ack"],
     "silence": ["add", "expire", "list"],
     "console": ["serve", "users", "db"],
+    "emergency": ["declare", "end", "list"],
 }
 
 
