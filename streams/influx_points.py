@@ -45,6 +45,8 @@ class PointBuilder:
 
     def reading(self, r: Reading) -> Point:
         point = self._base("reading", r.enterprise, r.stack).tag("kind", r.kind.value).tag("source", r.source.value)
+        if r.facility is not None:  # a meter: its own series beside the stack's analysers
+            point = point.tag("facility", r.facility)
         for name, m in r.values.items():
             point = point.field(name, float(m.value)).field(f"{name}_flag", m.flag.value)
             if m.zs is not None:
