@@ -104,8 +104,8 @@ class Gateway:
         self.clock = clock
         self.splits: SplitAssembler[_Part] = SplitAssembler()
         self.backfill = backfill if backfill is not None else BackfillPlanner()
-        self._devices = validator.registry.device_index()
-        self._intervals = {s.id: s.reporting_interval_s for _, s in validator.registry.stacks()}
+        #: stack devices and meters alike: a meter is a device of its own (MN, interval, topic)
+        self._senders = validator.senders
         #: the connection each registered HJ 212 TCP device last sent a valid packet on (by MN)
         self._tcp_routes: dict[str, Answer] = {}
         #: readings produced and not yet confirmed, with repeats that arrived meanwhile
@@ -309,8 +309,10 @@ class Gateway:
                 )
 
     def _interval_s(self, reading: Reading) -> float:
-        """How often the reading's stream reports: real-time data as the registry says."""
-        return KIND_INTERVAL_S.get(reading.kind) or self._intervals.get(reading.stack, 60)
+        """How often the reading's stream reports: real-time data as the registry says for its
+        sender (a stack's device: the stack's interval; a meter: its own)."""
+        sender = self._senders.get(reading.mn)
+        return KIND_INTERVAL_S.get(reading.kind) or (sender.reporting_interval_s if sender else 60)
 
     def backfill_requests(self) -> list[tuple[str, bytes]]:
         """History requests due now, as (MQTT topic, payload) for the devices' command topics."""
@@ -320,11 +322,11 @@ class Gateway:
             metrics.BACKFILL_HOLES_DROPPED.set(self.backfill.dropped_holes)
         out = []
         for item in due:
-            found = self._devices.get(item.request.mn)
-            if found is None:
+            sender = self._senders.get(item.request.mn)
+            if sender is None:
                 continue
-            enterprise, stack, device = found
-            payload = encode_history(item.request, "json" if item.protocol == "json" else "hj212", device.hj212_pw)
+            pw = sender.device.hj212_pw
+            payload = encode_history(item.request, "json" if item.protocol == "json" else "hj212", pw)
             if item.protocol == "tcp":
                 route = self._tcp_routes.get(item.request.mn)
                 if route is None:
@@ -342,7 +344,7 @@ class Gateway:
                 },
             )
             if item.protocol != "tcp":
-                out.append((mqtt_topic(enterprise.id, stack.id, CMD_CHANNEL), payload))
+                out.append((mqtt_topic(sender.enterprise.id, sender.topic_level, CMD_CHANNEL), payload))
         return out
 
     def _refuse(self, rej: Rejected, origin: str, payload: bytes, pending: _Pending) -> None:

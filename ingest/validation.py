@@ -1,19 +1,25 @@
 """Decide what is a valid reading, from whom, and normalise it. Pure: no I/O, no clock.
 
 ``ReadingValidator`` turns a JSON payload or an HJ 212 packet into a ``Reading`` or raises
-``Rejected`` with a ``RejectReason``. The checks, in order:
+``Rejected`` with a ``RejectReason``. The sender is a stack's device or a facility's
+electricity meter (``ingest.senders``); the checks are the same for both, in order:
 
-1. topic grammar ``cems/v1/{enterprise}/{stack}/{reading|hj212}`` (MQTT only);
+1. topic grammar ``cems/v1/{enterprise}/{stack or facility}/{reading|hj212}`` (MQTT only);
 2. payload: JSON against the device schema, or HJ 212 framing, length, CRC, fields, command;
 3. the device (MN) is in the registry (else quarantined as ``unknown_device``) and belongs to
-   the enterprise and stack of the topic (``mn_topic_mismatch``); the HJ 212 ``PW`` matches;
-   over TCP (no account authenticates the sender) the device must have a ``PW`` in the
-   registry, and the sender's address must be in its ``tcp_allowed_networks`` if it has any;
+   the enterprise and the stack (a meter: the facility) of the topic (``mn_topic_mismatch``);
+   the HJ 212 ``PW`` matches; over TCP (no account authenticates the sender) the device must
+   have a ``PW`` in the registry, and the sender's address must be in its
+   ``tcp_allowed_networks`` if it has any;
 4. event time neither too far in the future nor too old (configurable);
-5. each value: a known parameter, a unit it can be given in, numeric, finite, physically possible.
+5. each value: a known parameter that this sender may report (a meter only power, current and
+   energy, a stack's device none of them: ``unknown_parameter``), a unit it can be given in,
+   numeric, finite, physically possible.
 
 Normalisation: concentrations to mg/m3 (``ppm_to_mg_m3``), flow to m3/s, pressure to
-kPa; NOx expressed as NO2 (``NO * 46/30 + NO2``) when only NO and NO2 arrive; original flags kept.
+kPa, power to kW; NOx expressed as NO2 (``NO * 46/30 + NO2``) when only NO and NO2 arrive;
+original flags kept. A meter's reading is keyed by the stack its facility exhausts to and
+names the facility (``Reading.facility``).
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ from contracts.reading import (
     RejectReason,
     Source,
 )
-from contracts.registry import Device, Enterprise, Registry, Stack
+from contracts.registry import Device, Registry
+
+from .senders import Sender, sender_index, topic_stacks
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, not a failure of the program
@@ -115,6 +123,7 @@ class ValidationSettings:
 @dataclass(frozen=True)
 class TopicAddress:
     enterprise: str
+    #: the topic's level after the enterprise: a stack id, or a facility id (its meter's topic)
     stack: str
     channel: str
 
@@ -153,7 +162,7 @@ def parse_topic(topic: str) -> TopicAddress:
     if len(parts) != 3 or parts[2] not in (JSON_CHANNEL, HJ212_CHANNEL):
         raise Rejected(
             RejectReason.TOPIC,
-            f"topic {topic!r} is not {ROOT}/{{enterprise}}/{{stack}}/{JSON_CHANNEL} or .../{HJ212_CHANNEL}",
+            f"topic {topic!r} is not {ROOT}/{{enterprise}}/{{stack or facility}}/{JSON_CHANNEL} or .../{HJ212_CHANNEL}",
         )
     return TopicAddress(parts[0], parts[1], parts[2])
 
@@ -181,7 +190,9 @@ class ReadingValidator:
     def __init__(self, registry: Registry, settings: ValidationSettings | None = None) -> None:
         self.registry = registry
         self.settings = settings or ValidationSettings()
-        self._devices = registry.device_index()
+        #: every registered MN: stack devices and facilities' meters
+        self.senders = sender_index(registry)
+        self._topic_stacks = topic_stacks(registry)
 
     # -- entry points ------------------------------------------------------------------------
     def from_mqtt(self, topic: str, payload: bytes, received_at: datetime) -> tuple[Reading, Hj212Packet | None]:
@@ -192,7 +203,7 @@ class ReadingValidator:
         return self.from_packet(packet, received_at, Source.MQTT_HJ212, address), packet
 
     def from_json(self, address: TopicAddress, payload: bytes, received_at: datetime) -> Reading:
-        where = {"enterprise": address.enterprise, "stack": address.stack}
+        where = self._address_where(address)
         try:
             doc = loads_bounded(payload)
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -206,21 +217,19 @@ class ReadingValidator:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
             raise Rejected(RejectReason.SCHEMA, f"{loc}: {first['msg']}", mn=mn, **where) from exc
-        enterprise, stack, _ = self._device(device_reading.mn, address)
-        self._check_time(device_reading.time, received_at, enterprise, stack, device_reading.mn)
-        values = {
-            name: self._measurement(name, m, stack, enterprise, device_reading.mn)
-            for name, m in device_reading.values.items()
-        }
+        sender = self._sender(device_reading.mn, address)
+        self._check_time(device_reading.time, received_at, sender)
+        values = {name: self._measurement(name, m, sender) for name, m in device_reading.values.items()}
         return Reading(
-            enterprise=enterprise.id,
-            stack=stack.id,
+            enterprise=sender.enterprise.id,
+            stack=sender.stack.id,
             mn=device_reading.mn,
             event_time=device_reading.time,
             kind=device_reading.kind,
             values=_with_nox(values),
             source=Source.MQTT_JSON,
             received_at=received_at,
+            facility=sender.facility_id,
         )
 
     def from_device_json(self, payload: bytes, received_at: datetime) -> Reading:
@@ -229,13 +238,13 @@ class ReadingValidator:
             mn = loads_bounded(payload).get("mn")
         except (ValueError, AttributeError) as exc:
             raise Rejected(RejectReason.MALFORMED_JSON, f"not a JSON object: {exc}") from exc
-        found = self._devices.get(mn) if isinstance(mn, str) else None
-        if found is None:
+        sender = self.senders.get(mn) if isinstance(mn, str) else None
+        if sender is None:
             raise Rejected(
                 RejectReason.UNKNOWN_DEVICE, f"MN {mn!r} is not in the registry", mn=mn if isinstance(mn, str) else None
             )
-        enterprise, stack, _ = found
-        return self.from_json(TopicAddress(enterprise.id, stack.id, JSON_CHANNEL), payload, received_at)
+        address = TopicAddress(sender.enterprise.id, sender.topic_level, JSON_CHANNEL)
+        return self.from_json(address, payload, received_at)
 
     def from_packet(
         self,
@@ -247,8 +256,8 @@ class ReadingValidator:
     ) -> Reading:
         """A data packet (already parsed and, if split, reassembled) to a reading; ``peer``:
         the sender's address, for packets that came over TCP."""
-        enterprise, stack, _ = self.authenticate(packet, source, address, peer)
-        where = {"enterprise": enterprise.id, "stack": stack.id, "mn": packet.mn}
+        sender = self.authenticate(packet, source, address, peer)
+        where = sender.where()
         kind = KIND_BY_CN.get(packet.cn)
         if kind is None:
             raise Rejected(RejectReason.HJ212_COMMAND, f"CN {packet.cn} carries no monitoring data", **where)
@@ -256,7 +265,7 @@ class ReadingValidator:
             event_time = packet.data_time()
         except Hj212Error as exc:
             raise Rejected(RejectReason.HJ212_FIELD, exc.detail, **where) from exc
-        self._check_time(event_time, received_at, enterprise, stack, packet.mn)
+        self._check_time(event_time, received_at, sender)
         fields = packet_fields(packet)
         if fields.unknown_codes:
             raise Rejected(
@@ -280,10 +289,10 @@ class ReadingValidator:
                 cou=self._optional_number(items.get("Cou"), name, where),
                 zs=self._optional_number(items.get("Zs" + suffix), name, where),
             )
-            values[name] = self._measurement(name, device_m, stack, enterprise, packet.mn)
+            values[name] = self._measurement(name, device_m, sender)
         return Reading(
-            enterprise=enterprise.id,
-            stack=stack.id,
+            enterprise=sender.enterprise.id,
+            stack=sender.stack.id,
             mn=packet.mn,
             event_time=event_time,
             kind=kind,
@@ -291,6 +300,7 @@ class ReadingValidator:
             source=source,
             received_at=received_at,
             qn=packet.qn,
+            facility=sender.facility_id,
         )
 
     def authenticate(
@@ -299,46 +309,53 @@ class ReadingValidator:
         source: Source,
         address: TopicAddress | None = None,
         peer: IPv4Address | IPv6Address | None = None,
-    ) -> tuple[Enterprise, Stack, Device]:
+    ) -> Sender:
         """Who sent this packet, or ``Rejected``: the MN is registered, belongs to the topic's
-        enterprise and stack (MQTT), its PW matches, and over TCP it has a PW and an allowed
-        source. Every part of a split packet passes this before it is held."""
-        enterprise, stack, device = self._device(packet.mn, address)
-        where = {"enterprise": enterprise.id, "stack": stack.id, "mn": packet.mn}
+        enterprise and stack or facility (MQTT), its PW matches, and over TCP it has a PW and an
+        allowed source. Every part of a split packet passes this before it is held."""
+        sender = self._sender(packet.mn, address)
+        where = sender.where()
         if source is Source.TCP_HJ212:
-            check_tcp_sender(device, peer, where)
-        if device.hj212_pw is not None and packet.pw != device.hj212_pw:
+            check_tcp_sender(sender.device, peer, where)
+        if sender.device.hj212_pw is not None and packet.pw != sender.device.hj212_pw:
             raise Rejected(RejectReason.HJ212_PASSWORD, f"PW does not match the registry for MN {packet.mn}", **where)
-        return enterprise, stack, device
+        return sender
 
     # -- checks -------------------------------------------------------------------------------
-    @staticmethod
-    def parse_hj212(payload: bytes, address: TopicAddress | None = None) -> Hj212Packet:
+    def parse_hj212(self, payload: bytes, address: TopicAddress | None = None) -> Hj212Packet:
         try:
             packet = parse_packet(payload)
         except Hj212Error as exc:
-            where = {"enterprise": address.enterprise, "stack": address.stack} if address else {}
+            where = self._address_where(address) if address else {}
             raise Rejected(RejectReason(exc.reason.value), exc.detail, **where) from exc
         return packet
 
-    def _device(self, mn: str, address: TopicAddress | None) -> tuple[Enterprise, Stack, Device]:
-        found = self._devices.get(mn)
-        where = {"enterprise": address.enterprise, "stack": address.stack} if address else {}
-        if found is None:
+    def _address_where(self, address: TopicAddress) -> dict[str, str]:
+        """What a refusal of input on this topic carries before its sender is known: the
+        enterprise, and the stack its readings would be keyed by (a facility's topic: the
+        stack the facility exhausts to; a level the registry does not know: as written)."""
+        stack = self._topic_stacks.get((address.enterprise, address.stack), address.stack)
+        return {"enterprise": address.enterprise, "stack": stack}
+
+    def _sender(self, mn: str, address: TopicAddress | None) -> Sender:
+        sender = self.senders.get(mn)
+        where = self._address_where(address) if address else {}
+        if sender is None:
             detail = f"MN {mn!r} is not in the registry (quarantined)"
             raise Rejected(RejectReason.UNKNOWN_DEVICE, detail, mn=mn, **where)
-        enterprise, stack, device = found
-        if address is not None and (address.enterprise, address.stack) != (enterprise.id, stack.id):
+        owner = (sender.enterprise.id, sender.topic_level)
+        if address is not None and (address.enterprise, address.stack) != owner:
+            meter = "" if sender.facility is None else f" ({sender.describe()})"
             raise Rejected(
                 RejectReason.MN_TOPIC_MISMATCH,
-                f"MN {mn} belongs to {enterprise.id}/{stack.id}, not {address.enterprise}/{address.stack}",
+                f"MN {mn} belongs to {owner[0]}/{owner[1]}{meter}, not {address.enterprise}/{address.stack}",
                 mn=mn,
                 **where,
             )
-        return enterprise, stack, device
+        return sender
 
-    def _check_time(self, event_time: datetime, received_at: datetime, ent: Enterprise, stack: Stack, mn: str) -> None:
-        where = {"enterprise": ent.id, "stack": stack.id, "mn": mn}
+    def _check_time(self, event_time: datetime, received_at: datetime, sender: Sender) -> None:
+        where = sender.where()
         ahead = (event_time - received_at).total_seconds()
         if ahead > self.settings.max_future_s:
             raise Rejected(
@@ -355,13 +372,12 @@ class ReadingValidator:
                 **where,
             )
 
-    @staticmethod
-    def _precheck_json_values(doc: dict[str, object], address: TopicAddress, mn: str | None) -> None:
+    def _precheck_json_values(self, doc: dict[str, object], address: TopicAddress, mn: str | None) -> None:
         """Name non-numeric and non-finite values precisely before schema validation."""
         values = doc.get("values")
         if not isinstance(values, dict):
             return
-        where = {"enterprise": address.enterprise, "stack": address.stack, "mn": mn}
+        where = {**self._address_where(address), "mn": mn}
         for name, m in values.items():
             raw = m.get("value") if isinstance(m, dict) else m
             if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -382,14 +398,15 @@ class ReadingValidator:
     def _optional_number(self, text: str | None, name: str, where: dict[str, str]) -> float | None:
         return None if text is None else self._number(text, name, where)
 
-    def _measurement(
-        self, name: str, m: DeviceMeasurement, stack: Stack, enterprise: Enterprise, mn: str
-    ) -> Measurement:
-        where = {"enterprise": enterprise.id, "stack": stack.id, "mn": mn}
+    def _measurement(self, name: str, m: DeviceMeasurement, sender: Sender) -> Measurement:
+        where = sender.where()
         param = PARAMETERS.get(name)
         if param is None:
             raise Rejected(RejectReason.UNKNOWN_PARAMETER, f"unknown parameter {name!r}", **where)
-        unit = m.unit or stack.parameters.get(name, param.unit)
+        refused = sender.refuses_parameter(name)
+        if refused is not None:
+            raise Rejected(RejectReason.UNKNOWN_PARAMETER, refused, **where)
+        unit = m.unit or sender.parameters.get(name, param.unit)
         if unit not in param.accepted_units:
             allowed = ", ".join(sorted(u.value for u in param.accepted_units))
             detail = f"{name} cannot be given in {unit.value} (allowed: {allowed})"
