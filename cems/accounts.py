@@ -15,6 +15,12 @@ def registry_path() -> Path:
 
 def mqtt_accounts(path: Path | None = None) -> list[MqttAccount]:
     registry = load_registry(path or registry_path())
+    # every stream the account publishes: each stack's, and each facility's electricity meter's
     return [
-        MqttAccount(e.id, "enterprise", tuple(s.reporting_interval_s for s in e.stacks)) for e in registry.enterprises
+        MqttAccount(
+            e.id,
+            "enterprise",
+            (*(s.reporting_interval_s for s in e.stacks), *(f.meter.reporting_interval_s for f in e.facilities)),
+        )
+        for e in registry.enterprises
     ]

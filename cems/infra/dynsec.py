@@ -51,8 +51,9 @@ AclType = Literal[
 @dataclass(frozen=True)
 class MqttAccount:
     """One broker account. An enterprise account is named after its enterprise id and owns
-    the topics under ``cems/v1/<id>/``; ``reporting_intervals_s`` are its stacks' reporting
-    intervals, which size the broker's queue (``cems.infra.mosquitto.queue_budget``)."""
+    the topics under ``cems/v1/<id>/``; ``reporting_intervals_s`` are its stacks' and its
+    meters' reporting intervals, which size the broker's queue
+    (``cems.infra.mosquitto.queue_budget``)."""
 
     username: str
     role: Literal["enterprise", "platform"]

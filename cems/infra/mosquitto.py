@@ -82,13 +82,14 @@ def queue_budget(
 ) -> QueueBudget:
     """Size the broker's per-client queue by bytes for an outage of ``outage_budget_s``.
 
-    Full load = sum over the registry's stacks of 3600 / reporting_interval_s readings an
-    hour. ``max_queued_bytes`` = full load x outage hours x ``bytes_per_reading`` (1,024 by
-    default; a JSON reading is under 1 KB, an HJ 212 packet under 2 KB) x ``safety_factor``
-    (2 by default), never below ``floor_bytes`` (256 MiB by default, so 150,000 readings of
-    ~600 bytes queued while the gateway is down fit with room to spare). The sample registry
-    (24 stacks, one reading a minute: 1,440 readings/h) needs 2.9 MB for an hour: the floor
-    applies. 10,000 stacks at one a minute (600,000 readings/h) need 1.14 GiB for an hour,
+    Full load = sum over the registry's streams (each stack, and each facility's electricity
+    meter, which publishes through the same broker: ``cems.accounts``) of 3600 /
+    reporting_interval_s readings an hour. ``max_queued_bytes`` = full load x outage hours x
+    ``bytes_per_reading`` (1,024 by default; a JSON reading is under 1 KB, an HJ 212 packet
+    under 2 KB) x ``safety_factor`` (2 by default), never below ``floor_bytes`` (256 MiB by
+    default, so 150,000 readings of ~600 bytes queued while the gateway is down fit with room
+    to spare). The sample registry (24 stacks and 14 meters, one reading a minute each: 2,280
+    readings/h) needs 4.7 MB for an hour: the floor applies. 10,000 stacks at one a minute (600,000 readings/h) need 1.14 GiB for an hour,
     which Mosquitto holds in memory. Mosquitto counts payload bytes only.
     """
     intervals = list(reporting_intervals_s)

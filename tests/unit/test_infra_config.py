@@ -64,17 +64,18 @@ def test_mosquitto_limits_can_be_set_from_the_environment(tmp_path: Path, monkey
     lines = _conf(settings, tmp_path)
     assert "message_size_limit 65536" in lines
     assert "autosave_interval 2" in lines
-    # the sample registry's 1,440 readings an hour, for two hours, 1,024 bytes each, times 2
-    assert f"max_queued_bytes {1440 * 2 * 1024 * 2}" in lines
+    # the sample registry's 2,280 readings an hour, for two hours, 1,024 bytes each, times 2
+    assert f"max_queued_bytes {2280 * 2 * 1024 * 2}" in lines
 
 
-def test_the_sample_registry_reports_1440_readings_an_hour() -> None:
-    """The figure the queue budget's docstring states."""
+def test_the_sample_registry_reports_2280_readings_an_hour() -> None:
+    """The figure the queue budget's docstring states: 24 stacks and 14 meters, one reading a minute each."""
     registry = load_registry(SAMPLE_REGISTRY)
     assert len(registry.stacks()) == 24
+    assert len(registry.facilities()) == 14
     budget = budget_for(InfraSettings(), mqtt_accounts(SAMPLE_REGISTRY))
-    assert budget.readings_per_hour == 1440
-    assert budget.max_queued_bytes == 256 * MIB  # the floor: 1,440 x 1,024 x 2 is 2.9 MB
+    assert budget.readings_per_hour == 2280
+    assert budget.max_queued_bytes == 256 * MIB  # the floor: 2,280 x 1,024 x 2 is 4.7 MB
     assert budget.readings_held == 262_144
 
 
@@ -112,12 +113,15 @@ def test_queue_budget_refuses_a_nonpositive_interval() -> None:
         queue_budget([60, 0], outage_budget_s=3600, bytes_per_reading=1024, safety_factor=2, floor_bytes=0)
 
 
-def test_accounts_carry_their_stacks_reporting_intervals() -> None:
+def test_accounts_carry_their_stacks_and_meters_reporting_intervals() -> None:
     accounts = {a.username: a for a in mqtt_accounts(SAMPLE_REGISTRY)}
     registry = load_registry(SAMPLE_REGISTRY)
     assert set(accounts) == {e.id for e in registry.enterprises}
     for enterprise in registry.enterprises:
-        assert accounts[enterprise.id].reporting_intervals_s == tuple(s.reporting_interval_s for s in enterprise.stacks)
+        stacks = tuple(s.reporting_interval_s for s in enterprise.stacks)
+        meters = tuple(f.meter.reporting_interval_s for f in enterprise.facilities)
+        assert accounts[enterprise.id].reporting_intervals_s == stacks + meters
+    assert sum(len(a.reporting_intervals_s) for a in accounts.values()) == 24 + 14
 
 
 def test_generated_config_is_the_same_for_the_same_registry_and_secrets(tmp_path: Path) -> None:
