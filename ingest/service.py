@@ -116,6 +116,7 @@ def start_gateway(settings: GatewaySettings, mqtt_password: str) -> RunningGatew
             "kafka": settings.bootstrap,
             "readings_topic": topic_set.readings.name,
             "stacks": len(registry.stacks()),
+            "meters": len(registry.facilities()),
         },
     )
     return RunningGateway(gateway, sink, mqtt, tcp)

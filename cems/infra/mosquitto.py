@@ -89,8 +89,9 @@ def queue_budget(
     under 2 KB) x ``safety_factor`` (2 by default), never below ``floor_bytes`` (256 MiB by
     default, so 150,000 readings of ~600 bytes queued while the gateway is down fit with room
     to spare). The sample registry (24 stacks and 14 meters, one reading a minute each: 2,280
-    readings/h) needs 4.7 MB for an hour: the floor applies. 10,000 stacks at one a minute (600,000 readings/h) need 1.14 GiB for an hour,
-    which Mosquitto holds in memory. Mosquitto counts payload bytes only.
+    readings/h) needs 4.7 MB for an hour: the floor applies. 10,000 stacks at one a minute
+    (600,000 readings/h) need 1.14 GiB for an hour, which Mosquitto holds in memory.
+    Mosquitto counts payload bytes only.
     """
     intervals = list(reporting_intervals_s)
     if any(i <= 0 for i in intervals):

@@ -170,6 +170,15 @@ def consume_all(
 ) -> list[dict[str, Any]]:
     """Read a topic (committed records only) from the beginning until ``expect`` records
     arrived and no more come."""
+    return [
+        value for _, value in consume_keyed(bootstrap, topic, expect=expect, timeout_s=timeout_s, settle_s=settle_s)
+    ]
+
+
+def consume_keyed(
+    bootstrap: str, topic: str, *, expect: int, timeout_s: float = 60, settle_s: float = 2.0
+) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """``consume_all`` with each record's key."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, isolation_level="read_committed"
     )
@@ -177,12 +186,12 @@ def consume_all(
         parts = consumer.partitions_for_topic(topic) or set()
         consumer.assign([TopicPartition(topic, p) for p in parts])
         consumer.seek_to_beginning()
-        out: list[dict[str, Any]] = []
+        out: list[tuple[bytes | None, dict[str, Any]]] = []
         deadline = time.monotonic() + timeout_s
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=300)
-            got = [json.loads(r.value) for records in batch.values() for r in records]
+            got = [(r.key, json.loads(r.value)) for records in batch.values() for r in records]
             out.extend(got)
             if got:
                 quiet_since = time.monotonic()

@@ -15,11 +15,12 @@ from ipaddress import ip_address
 
 import pytest
 
+from cems.infra.settings import REPO_ROOT
 from contracts.hj212 import encode_packet, parse_packet
 from contracts.hj212_data import PacketValue, data_packet
 from contracts.parameters import Unit
 from contracts.reading import DataFlag, DataKind, RejectReason, Source
-from contracts.registry import SAMPLE_REGISTRY, Registry
+from contracts.registry import SAMPLE_REGISTRY, Registry, load_registry
 from contracts.yamlfile import load_yaml_mapping
 from ingest.backfill import BackfillPlanner
 from ingest.dedup import DedupMemory, epoch_us
@@ -388,3 +389,19 @@ def test_every_meter_is_a_sender_of_its_own() -> None:
     )
     device = senders[STACK_MN]
     assert (device.topic_level, device.facility_id, device.reporting_interval_s) == ("jy-power-1-s1", None, 60)
+
+
+def test_the_device_guides_meter_examples_are_accepted_as_it_says() -> None:
+    guide = (REPO_ROOT / "docs" / "device-guide.md").read_text()
+    section = guide[guide.index("## 6. Electricity meters") : guide.index("## 7. Refusal reasons")]
+    sample = ReadingValidator(load_registry())
+    doc = section[section.index("```json\n") + 8 :].split("```", 1)[0]
+    sent_at = datetime(2026, 11, 23, 0, 15, tzinfo=UTC)  # 08:15 China time
+    reading, _ = sample.from_mqtt(FGD_TOPIC, doc.encode(), sent_at)
+    assert (reading.facility, reading.stack) == ("jy-power-1-fgd1", "jy-power-1-s1")
+    assert reading.values["power"].value == pytest.approx(1420.0)
+    line = next(line for line in section.splitlines() if line.startswith("##0"))
+    reading, packet = sample.from_mqtt(BOILER_TOPIC, line.encode() + b"\r\n", sent_at)
+    assert packet is not None and packet.ack_requested and packet.cn == "2011"
+    assert {k: v.value for k, v in reading.values.items()} == {"power": 3820.5, "current": 412.0, "energy": 18734562.5}
+    assert reading.event_time == sent_at and reading.facility == "jy-power-1-boiler1"
