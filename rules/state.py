@@ -98,23 +98,24 @@ class ElectricityState:
 
 @dataclass
 class ResponseHeld:
-    """A declared emergency response that concerns this stack (``rules.emergency``)."""
+    """A declared emergency response that concerns this stack (``rules.emergency``): its latest
+    revision, and what the stack's judgement of it has reached."""
 
     id: str
     level: str
     start: int
     end: int | None
     revision: int
-    #: clock hour (0-23, UTC) -> pollutant -> baseline emission (kg/h), fixed once the hours
-    #: before the start have closed
-    baseline: dict[int, dict[str, float]] | None = None
-    #: the hours judged so far (hour start), so a revision does not judge one twice
+    #: the end of the last hour judged for it (hours before are not judged again, by any revision)
     judged_until: int | None = None
+    #: facility -> hours of this response in which its measure was not met, so far
+    noncompliant_hours: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class EmergencyState:
-    #: hour start -> pollutant -> emission rate (kg/h) of the valid hours kept for baselines
+    #: hour start -> pollutant -> emission rate (kg/h) of the hours closed with one, kept for
+    #: baselines (``EmergencySettings.history_days``, longer while a held response needs them)
     emission_history: dict[int, dict[str, float]] = field(default_factory=dict)
     #: response id -> the response as this stack holds it
     responses: dict[str, ResponseHeld] = field(default_factory=dict)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from contracts.alerts import AlertEvent, HourlyAverage
+from contracts.alerts import AlertEvent, HourlyAverage, HourlyStatus
+from contracts.emergency import EmergencyResponse, Level
 from contracts.parameters import PARAMETERS
 from contracts.reading import DataFlag, DataKind, Measurement, Reading, Source
-from contracts.registry import BypassInstrument, Industry
-from rules.config import RuleSettings, StackProfile
+from contracts.registry import BypassInstrument, EmergencyPlan, FacilityRole, FacilityType, Industry, Measure
+from rules.config import FacilityProfile, RuleSettings, StackProfile, meter_key
 from rules.engine import DetectionEngine
 from rules.replay import ReplayDriver
 
@@ -127,3 +129,102 @@ def summary(events: Iterable[AlertEvent]) -> list[tuple[str, str, str | None, st
         )
         for e in events
     ]
+
+
+# -- facilities, meters and emergency responses (rules.emergency) --------------------------------
+def facility_profile(
+    facility_id: str,
+    *,
+    role: FacilityRole = FacilityRole.PRODUCTION,
+    type_: FacilityType | None = None,
+    running_kw: float = 100.0,
+    normal_kw: float = 1000.0,
+    treats: Iterable[str] = (),
+) -> FacilityProfile:
+    default_type = FacilityType.BOILER if role is FacilityRole.PRODUCTION else FacilityType.FGD
+    return FacilityProfile(
+        id=facility_id, role=role, type=type_ or default_type, running_kw=running_kw, normal_kw=normal_kw,
+        treats=tuple(treats),
+    )  # fmt: skip
+
+
+def emergency_profile(
+    stack: str = "s1",
+    *,
+    facilities: Iterable[FacilityProfile] = (),
+    reduction: Mapping[Level, Iterable[Measure]] | None = None,
+    lead_time_h: float = 0.0,
+    baseline_days: int = 3,
+    targets_pct: Mapping[Level, Mapping[str, float]] | None = None,
+    district: str = "d1",
+    enterprise: str = "e1",
+    **kwargs: Any,
+) -> StackProfile:
+    """``profile(...)`` with facilities, a reduction list, a lead time and the zone's plan."""
+    return profile(stack, **kwargs).model_copy(
+        update={
+            "enterprise": enterprise,
+            "district": district,
+            "facilities": tuple(facilities),
+            "reduction": {level: tuple(ms) for level, ms in (reduction or {}).items()},
+            "lead_time_s": round(lead_time_h * 3600),
+            "emergency_plan": EmergencyPlan(
+                baseline_days=baseline_days,
+                targets_pct={level: dict(t) for level, t in (targets_pct or {}).items()},
+            ),
+        }
+    )
+
+
+def emergency_response(
+    start: datetime,
+    end: datetime | None = None,
+    *,
+    response_id: str = "r1",
+    level: Level = Level.ORANGE,
+    districts: Iterable[str] = (),
+    revision: int = 1,
+) -> EmergencyResponse:
+    return EmergencyResponse(
+        id=response_id, level=level, districts=tuple(districts), start=start, end=end, revision=revision,
+        declared_by="centre", declared_at=start,
+    )  # fmt: skip
+
+
+def meter_reading(t: datetime, facility: str, power_kw: float, stack: str = "s1") -> Reading:
+    """A facility meter's reading (keyed by the stack it exhausts to)."""
+    return Reading(
+        enterprise="e1", stack=stack, mn=f"MN-{facility}", event_time=t, kind=DataKind.REALTIME,
+        values={"power": Measurement(value=power_kw, unit=PARAMETERS["power"].unit)}, source=Source.MQTT_JSON,
+        received_at=t, facility=facility,
+    )  # fmt: skip
+
+
+def hour_averages(
+    hour: datetime,
+    stack: str = "s1",
+    *,
+    emission_kg_h: Mapping[str, float | None] | None = None,
+    power_kw: Mapping[str, float | None] | None = None,
+    flow: float | None = None,
+) -> dict[str, HourlyAverage]:
+    """One closed hour's averages as ``rules.aggregation.hourly_averages`` gives them, built by
+    hand: pollutants with their emission rate (kg/h; None: not computable), facilities' power
+    under ``<facility>/power`` (None: under 45 valid minutes), the stack's flow (m3/s)."""
+
+    def avg(name: str, mean: float | None, emission: float | None = None) -> HourlyAverage:
+        return HourlyAverage(
+            enterprise="e1", stack=stack, parameter=name, hour_start=hour,
+            status=HourlyStatus.VALID if mean is not None else HourlyStatus.INSUFFICIENT,
+            valid_minutes=60 if mean is not None else 0, mean=mean, converted=mean, o2_converted=False, limit=None,
+            o2_mean=None, reference_o2_pct=None, flag_minutes={}, emission_kg_h=emission,
+        )  # fmt: skip
+
+    out = {}
+    for name, rate in (emission_kg_h or {}).items():
+        out[name] = avg(name, None if rate is None else 10.0, rate)
+    for fac, kw in (power_kw or {}).items():
+        out[meter_key(fac, "power")] = avg(meter_key(fac, "power"), kw)
+    if flow is not None:
+        out["flow"] = avg("flow", flow)
+    return out
