@@ -10,8 +10,9 @@ revision that no longer concerns the stack releases it. Held responses live in
 
 **History.** Every closed hour (``on_hour_closed``), response or not, records the hour's
 emission rate (kg/h, ``HourlyAverage.emission_kg_h``: the mean concentration times the standard
-dry flow) of the pollutants the stack's cut measures judge (``history_pollutants``; none on a
-stack without cut measures: only cuts need baselines, and the stored state stays small) in
+dry flow) of the pollutants the stack's cut measures judge, and its mean flow where a stop
+measure must stop the whole stack (``history_pollutants``; nothing on a stack without such
+measures: only they need baselines, and the stored state stays small) in
 ``emergency.emission_history``. It keeps ``EmergencySettings.history_days`` days (at least
 the plan's ``baseline_days``), longer while a held response that has not ended needs its
 baseline hours.
@@ -34,8 +35,9 @@ else that pollutant cannot be judged (unverifiable, not an alert).
 
 - ``stop``: ``power_stopped``: the facility's hourly mean power under its ``running_kw``; when
   every production facility on the stack must stop at this level, also ``stack_stopped``: the
-  stack's hourly mean flow under ``running_flow_ratio`` x its learnt flow baseline
-  (``rules.bypass.learnt_baselines``);
+  stack's hourly mean flow under ``running_flow_ratio`` x its flow baseline: the mean hourly flow
+  of the same baseline hours as the emissions (so the worker and the report, which has only the
+  stored hourly averages, judge alike);
 - ``limit``: ``power_limit``: the hourly mean power at most ``limit_pct`` % of ``normal_kw``;
 - ``cut``: ``emission_cut`` per pollutant (the measure's ``pollutants``, default: those of
   so2, nox, pm, nmhc the stack has a limit for): the hour's emission rate at most
@@ -67,13 +69,14 @@ from contracts.registry import FacilityRole, Measure
 
 from .aggregation import HOUR
 from .alerts import activate, deactivate, ts
-from .bypass import learnt_baselines
 from .config import FacilityProfile, RuleSettings, StackProfile
 from .state import EmergencyState, ResponseHeld, StackState
 
 DAY = 24 * HOUR
 #: the pollutants a cut applies to when its measure names none: those the stack has a limit for
 CUT_POLLUTANTS = ("so2", "nox", "pm", "nmhc")
+#: the hourly mean flow kept beside the emission rates, for the baseline of a stack that must stop
+FLOW = "flow"
 _KIND = AlertKind.EMERGENCY_NONCOMPLIANCE
 _LEVEL_RANK = {level: rank for rank, level in enumerate(Level)}
 
@@ -191,12 +194,26 @@ def cut_pollutants(profile: StackProfile, measure: Measure) -> tuple[str, ...]:
 
 
 def history_pollutants(profile: StackProfile) -> frozenset[str]:
-    """The pollutants whose hourly emission rates the stack keeps: those of its cut measures (stop
-    and limit measures need no baseline, and a stack without measures holds no response)."""
-    return frozenset(
+    """What the stack keeps of each hour for baselines: the emission rates of its cut measures'
+    pollutants, and ``flow`` when a stop measure stops the whole stack (limit measures need no
+    baseline, and a stack without measures holds no response)."""
+    cut = {
         p for measures in profile.reduction.values() for m in measures if m.action is Action.CUT
         for p in cut_pollutants(profile, m)
-    )  # fmt: skip
+    }  # fmt: skip
+    if any(stack_must_stop(profile, level) for level in profile.reduction):
+        cut.add(FLOW)
+    return frozenset(cut)
+
+
+def hour_record(averages: Mapping[str, HourlyAverage], wanted: frozenset[str]) -> dict[str, float]:
+    """What an hour leaves for later baselines (``history_pollutants``): emission rates (kg/h)
+    and the mean flow (m3/s) under ``FLOW``."""
+    record = {p: r for p, r in emission_rates(averages).items() if p in wanted}
+    flow = _mean(averages, FLOW) if FLOW in wanted else None
+    if flow is not None:
+        record[FLOW] = flow
+    return record
 
 
 def stack_must_stop(profile: StackProfile, level: Level) -> bool:
@@ -245,7 +262,7 @@ def judge_measure(
         if stack_stops:
             flow = _mean(averages, "flow")
             bound = None if flow_baseline is None else settings.running_flow_ratio * flow_baseline
-            missing = "no valid hourly flow" if flow is None else "no learnt flow baseline"
+            missing = "no valid hourly flow" if flow is None else "no flow in the baseline hours"
             checks.append(_under("stack_stopped", "m3/s", bound, flow, strict=True, baseline=flow_baseline,
                                  missing=missing))  # fmt: skip
     elif measure.action is Action.LIMIT:
@@ -324,8 +341,7 @@ def on_hour_closed(
     em = state.emergency
     wanted = history_pollutants(profile)
     if wanted:
-        rates = emission_rates(averages)
-        kept = {p: rates[p] for p in wanted if p in rates}
+        kept = hour_record(averages, wanted)
         if kept:
             em.emission_history[hour] = kept
     events = _judge(state, profile, settings, hour, averages) if em.responses else []
@@ -350,8 +366,7 @@ def _judge(
         r = max(due, key=lambda r: (_LEVEL_RANK[Level(r.level)], r.start, r.id))
         plan_days, min_days = profile.emergency_plan.baseline_days, settings.emergency.min_baseline_days
         base = baseline(em.emission_history, r.start, hour, plan_days, min_days)
-        flow_base = learnt_baselines(state, settings).get("flow")
-        for mc in judge_hour(profile, settings, Level(r.level), averages, base, flow_base):
+        for mc in judge_hour(profile, settings, Level(r.level), averages, base, base.get(FLOW)):
             status = mc.status
             if status is Status.NONCOMPLIANT:
                 n = r.noncompliant_hours[mc.facility] = r.noncompliant_hours.get(mc.facility, 0) + 1

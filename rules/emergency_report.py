@@ -49,15 +49,17 @@ from .alerts import ts
 from .config import RuleSettings, StackProfile
 from .emergency import (
     CUT_POLLUTANTS,
+    FLOW,
     Check,
     MeasureCheck,
     Status,
     baseline,
     default_pollutants,
-    emission_rates,
     epoch_s,
     first_judged_hour,
+    history_pollutants,
     holds,
+    hour_record,
     judge_hour,
 )
 
@@ -185,19 +187,19 @@ def _stack_report(
     hours: Mapping[int, Mapping[str, HourlyAverage]],
     plan: EmergencyPlan,
     horizon: int,
-    flow_baseline: float | None,
 ) -> tuple[list[MeasureReport], dict[str, Reduction]]:
     """One stack's measures (if it holds the response) and reductions over its judged hours."""
     start = epoch_s(response.start)
     holding = holds(profile, response)
-    history = {h: emission_rates(a) for h, a in hours.items() if h < start}
+    wanted = history_pollutants(profile) | set(default_pollutants(profile))
+    history = {h: hour_record(a, frozenset(wanted)) for h, a in hours.items() if h < start}
     judged: list[tuple[int, tuple[MeasureCheck, ...]]] = []
     totals = {p: Reduction(p, 0, 0, 0.0, 0.0) for p in default_pollutants(profile)}
     for hour in range(first_judged_hour(start, profile.lead_time_s), horizon - HOUR + 1, HOUR):
         averages = hours.get(hour, {})
         base = baseline(history, start, hour, plan.baseline_days, settings.emergency.min_baseline_days)
         if holding:
-            judged.append((hour, judge_hour(profile, settings, response.level, averages, base, flow_baseline)))
+            judged.append((hour, judge_hour(profile, settings, response.level, averages, base, base.get(FLOW))))
         for p, total in totals.items():
             avg = averages.get(p)
             rate, b = (None if avg is None else avg.emission_kg_h), base.get(p)
@@ -219,13 +221,12 @@ def response_report(
     settings: RuleSettings,
     response: EmergencyResponse,
     hourly: Iterable[HourlyAverage],
-    flow_baselines: Mapping[str, float] | None = None,
     *,
     until: datetime | None = None,
 ) -> ResponseReport:
     """The report of ``response`` (its latest revision) from the ``hourly`` averages of the stacks
-    in ``profiles``; ``flow_baselines``: stack -> learnt flow baseline (m3/s) for the
-    ``stack_stopped`` check (without one it is unverifiable); ``until``: judge only the hours
+    in ``profiles`` (from ``baseline_days`` before the start: the baselines, of emissions and of
+    the flow of a stack that must stop, come from them as in the worker); ``until``: judge only the hours
     ending by then (default: the response's end; for a response still running, the end of the
     last hour in ``hourly``)."""
     covered = {s: p for s, p in profiles.items() if response.covers(p.district)}
@@ -242,7 +243,6 @@ def response_report(
     else:
         horizon = max((h + HOUR for hours in by_stack.values() for h in hours), default=start)
     plan = next(iter(profiles.values())).emergency_plan if profiles else EmergencyPlan()
-    flows = flow_baselines or {}
 
     measures: dict[str, list[MeasureReport]] = {}
     reductions: dict[str, dict[str, Reduction]] = {}
@@ -253,9 +253,7 @@ def response_report(
         ent = profile.enterprise
         stacks.setdefault(ent, []).append(stack)
         listed[ent] = listed.get(ent, False) or holds(profile, response)
-        stack_measures, totals = _stack_report(
-            profile, settings, response, by_stack[stack], plan, horizon, flows.get(stack)
-        )
+        stack_measures, totals = _stack_report(profile, settings, response, by_stack[stack], plan, horizon)
         measures.setdefault(ent, []).extend(stack_measures)
         ent_red = reductions.setdefault(ent, {})
         for p, total in totals.items():

@@ -409,13 +409,16 @@ def test_self_directed_measures_are_not_checked() -> None:
     assert s.events == []
 
 
-def test_stop_and_stack_stop_through_the_learnt_flow_baseline() -> None:
+def test_stop_and_stack_stop_against_the_flow_of_the_baseline_hours() -> None:
+    """The stack of a facility that must stop is judged against its mean flow in the same clock
+    hours of the baseline days, as the report (which has only the hourly averages) judges it."""
     prof = emergency_profile(facilities=[BOILER, FGD], reduction={Level.RED: [stop("b1")]})
     s = Stack(prof)
+    for i in (1, 2, 3):  # the day before: 100 m3/s in the clock hours of S + 1 h .. S + 3 h
+        s.hour(S - 24 * H + i * H, flow=100.0)
     s.respond(emergency_response(S, level=Level.RED))
-    s.hour(S, power_kw={"b1": 5.0}, flow=80.0)  # no flow baseline learnt: the stack check is unverifiable
+    s.hour(S, power_kw={"b1": 5.0}, flow=80.0)  # no baseline hour for this clock hour: unverifiable
     assert s.events == []
-    s.state.baselines["flow"], s.state.baseline_minutes = 100.0, 30
     s.hour(S + H, power_kw={"b1": 5.0}, flow=80.0)
     s.hour(S + 2 * H, power_kw={"b1": 500.0}, flow=10.0)
     s.hour(S + 3 * H, power_kw={"b1": 5.0}, flow=10.0)
@@ -520,7 +523,7 @@ def test_through_the_engine_from_readings_and_meter_readings() -> None:
     assert events[0].evidence["breaches"][0]["measured"] == pytest.approx(900.0)
     # the report over the engine's hourly averages judges the same hours the same way
     report = response_report({"s1": prof}, RuleSettings(), emergency_response(day2, day2 + 3 * H),
-                             driver.result.hourly, {"s1": 100.0})  # fmt: skip
+                             driver.result.hourly)  # fmt: skip
     (ent,) = report.enterprises
     assert [(m.facility, m.compliant_hours, m.noncompliant_hours, m.unverifiable_hours) for m in ent.measures] == [
         ("b1", 1, 1, 0),
