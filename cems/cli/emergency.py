@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -99,6 +98,68 @@ def list_responses(
     console.print(table)
 
 
+@app.command("report")
+def report(
+    response_id: Annotated[str, typer.Argument(help="the response id")],
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="write the whole report as CSV here")] = None,
+    registry: RegistryOption = None,
+    namespace: _Namespace = None,
+) -> None:
+    """The response report from the hourly averages in InfluxDB: per enterprise each measure's
+    compliant, non-compliant and unverifiable hours and the reduction achieved; for the region
+    the reduction per pollutant against the plan's target."""
+    from cems.accounts import registry_path
+    from cems.emergency import current, read_hourly, report_window, write_csv
+    from contracts.errors import ConfigError
+    from contracts.registry import load_registry
+    from rules.emergency_report import ROW_COLUMNS, report_rows, response_report
+    from streams.engine import load_engine
+    from streams.settings import StreamSettings
+
+    from .common import influx_token
+
+    reg = load_registry(registry or registry_path())
+    engine = load_engine(reg)
+    bootstrap, topic = _kafka(namespace)
+    response = current(bootstrap, topic).get(response_id)
+    if response is None:
+        raise ConfigError(f"no response {response_id!r} in {topic.name}; `cems emergency list` shows them")
+    settings = StreamSettings()
+    ns = namespace or settings.topic_namespace
+    now = datetime.now(UTC)
+    start, stop = report_window(response, reg.emergency_plan.baseline_days, now)
+    hourly = read_hourly(
+        settings.influx_url, influx_token(settings), settings.influxdb_org, settings.influxdb_bucket, ns, start, stop
+    )
+    result = response_report(engine.profiles, engine.settings, response, hourly, until=now)
+    table = Table(title=f"{response.id}: {response.level.value}, {_scope(response.districts)}, {_span(response)}")
+    for col in ("enterprise", "facility", "requirement", "compliant h", "non-compliant h", "unverifiable h"):
+        table.add_column(col)
+    for ent in result.enterprises:
+        for m in ent.measures:
+            table.add_row(
+                ent.enterprise, m.facility, m.requirement, str(m.compliant_hours), str(m.noncompliant_hours),
+                str(m.unverifiable_hours),
+            )  # fmt: skip
+    console.print(table)
+    region = Table(title="Region: reduction against the baseline")
+    for col in ("pollutant", "baseline kg", "measured kg", "reduction %", "target %", "met"):
+        region.add_column(col)
+    for reg_row in result.region:
+        red = reg_row.reduction
+        pct = red.reduction_pct
+        region.add_row(
+            red.pollutant, f"{red.baseline_kg:,.1f}", f"{red.measured_kg:,.1f}",
+            "-" if pct is None else f"{pct:.1f}", "-" if reg_row.target_pct is None else f"{reg_row.target_pct:g}",
+            "-" if reg_row.target_met is None else ("yes" if reg_row.target_met else "no"),
+        )  # fmt: skip
+    console.print(region)
+    if csv_out is not None:
+        with csv_out.open("w", encoding="utf-8", newline="") as f:
+            write_csv(report_rows(result), ROW_COLUMNS, f)
+        err.print(f"wrote {csv_out}")
+
+
 def _scope(districts: tuple[str, ...]) -> str:
     return ", ".join(districts) if districts else "whole zone"
 
@@ -106,8 +167,3 @@ def _scope(districts: tuple[str, ...]) -> str:
 def _span(response: Any) -> str:
     end = response.end.isoformat() if response.end else "until ended"
     return f"{response.start.isoformat()} to {end}"
-
-
-def _write_json(path: Path, doc: Any) -> None:
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    err.print(f"wrote {path}")

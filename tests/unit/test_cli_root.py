@@ -26,7 +26,7 @@ GROUP_COMMANDS = {
     "alerts": ["list", "tail", "ack"],
     "silence": ["add", "expire", "list"],
     "console": ["serve", "users", "db"],
-    "emergency": ["declare", "end", "list"],
+    "emergency": ["declare", "end", "list", "report"],
 }
 
 
