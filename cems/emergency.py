@@ -16,7 +16,6 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from contracts.alerts import HourlyAverage
 from contracts.emergency import EmergencyResponse, Level, latest
 from contracts.errors import ConfigError, InfrastructureError
 from contracts.topics import TopicSpec
@@ -164,23 +163,7 @@ def end(
     return revised
 
 
-# -- the response report, from the hourly averages in InfluxDB ---------------------------------------
-def read_hourly(
-    url: str, token: str, org: str, bucket: str, namespace: str, start: datetime, stop: datetime
-) -> list[HourlyAverage]:
-    """The namespace's hourly averages with an hour start in [start, stop), as the sink stored them."""
-    from influxdb_client import InfluxDBClient
-
-    from streams.influx_points import hourly_flux, hourly_from_row
-
-    try:
-        with InfluxDBClient(url=url, token=token, org=org, timeout=60_000) as client:
-            tables = client.query_api().query(hourly_flux(bucket, namespace, start, stop))
-    except Exception as exc:  # the client raises urllib3 and ApiException errors
-        raise InfrastructureError(f"reading hourly averages from InfluxDB at {url} failed: {exc}") from exc
-    return [hourly_from_row(record.values) for table in tables for record in table.records]
-
-
+# -- the response report (the hourly averages come from InfluxDB: console.evidence) ----------------
 def report_window(response: EmergencyResponse, baseline_days: int, now: datetime) -> tuple[datetime, datetime]:
     """The hours a report reads: the baseline days before the start, to the end (or now)."""
     stop = min(response.end, now) if response.end is not None else now

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from influxdb_client import InfluxDBClient
 
-from contracts.alerts import AlertEventType, AlertKind
+from contracts.alerts import AlertEventType, AlertKind, HourlyAverage, HourlyStatus
 from contracts.reading import DataFlag
 from rules.fleet_status import FlagSample
 
@@ -122,3 +122,37 @@ class InfluxEvidence:
             for r in records
             if r.get_value() in flags
         ]
+
+    def hourly_averages(self, start: datetime, stop: datetime) -> list[HourlyAverage]:
+        """Every hourly average of the namespace with an hour start in [start, stop), read back
+        as the contract it was written from (``streams.influx_points``, docs/influxdb-schema.md)."""
+        pivot = ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+        return [hourly_from_row(r.values) for r in self._query(self._range("hourly", start, stop) + pivot)]
+
+
+def hourly_from_row(row: dict[str, Any]) -> HourlyAverage:
+    """An ``hourly`` point read back (pivoted: one row per stack, parameter and hour, its fields
+    as columns) as the ``HourlyAverage`` it was written from."""
+
+    def num(name: str) -> float | None:
+        value = row.get(name)
+        return None if value is None else float(value)
+
+    return HourlyAverage(
+        enterprise=row["enterprise"],
+        stack=row["stack"],
+        parameter=row["parameter"],
+        hour_start=row["_time"],
+        status=HourlyStatus(row["status"]),
+        valid_minutes=int(row.get("valid_minutes") or 0),
+        o2_converted=bool(row.get("o2_converted")),
+        flag_minutes={
+            k.removeprefix("flag_minutes_"): int(v) for k, v in row.items() if k.startswith("flag_minutes_") and v
+        },
+        mean=num("mean"),
+        converted=num("converted"),
+        limit=num("limit"),
+        o2_mean=num("o2_mean"),
+        reference_o2_pct=num("reference_o2_pct"),
+        emission_kg_h=num("emission_kg_h"),
+    )

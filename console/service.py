@@ -15,11 +15,13 @@ from contracts.topics import topics
 from contracts.yamlfile import load_yaml_mapping
 from rules.cases.access import Actor
 from rules.cases.policy import CasePolicy, load_case_policy
+from rules.engine import DetectionEngine
 from rules.notify.routing import directory
 
 from . import migrate
 from .auth import LoginLimit
 from .db import make_engine
+from .emergency import EmergencyDesk
 from .evidence import InfluxEvidence
 from .fleet import FleetRow, fleet_rows
 from .kafka import AlertFollower, KafkaAcknowledger, NotifierAcknowledger
@@ -51,7 +53,16 @@ def load_policy(settings: ConsoleSettings) -> CasePolicy:
     return load_case_policy(load_yaml_mapping(settings.console_policy), str(settings.console_policy))
 
 
-def build(settings: ConsoleSettings, database_url: str, influx_token: str | None, *, follow: bool = True) -> Console:
+def build(
+    settings: ConsoleSettings,
+    database_url: str,
+    influx_token: str | None,
+    *,
+    follow: bool = True,
+    rules: DetectionEngine | None = None,
+) -> Console:
+    """``rules``: the worker's engine (profiles and settings), for the emergency report; without
+    it the console has no emergency pages."""
     engine = make_engine(database_url)
     migrate.upgrade(engine)
     registry = load_registry(settings.registry)
@@ -85,13 +96,23 @@ def build(settings: ConsoleSettings, database_url: str, influx_token: str | None
         evidence=evidence,
         acknowledge=acknowledge,
         fleet=fleet if evidence else None,
+        emergency=None
+        if rules is None
+        else EmergencyDesk(settings.bootstrap, topic_set.emergency, rules.profiles, rules.settings, evidence),
     )
     follower = AlertFollower(store, settings.bootstrap, topic_set.alerts.name) if follow else None
     return Console(create_app(ctx), store, follower, closers)
 
 
-def run_console(settings: ConsoleSettings, database_url: str, influx_token: str | None, *, follow: bool = True) -> int:
-    console = build(settings, database_url, influx_token, follow=follow)
+def run_console(
+    settings: ConsoleSettings,
+    database_url: str,
+    influx_token: str | None,
+    *,
+    follow: bool = True,
+    rules: DetectionEngine | None = None,
+) -> int:
+    console = build(settings, database_url, influx_token, follow=follow, rules=rules)
     if console.follower:
         console.follower.start()
     server = uvicorn.Server(

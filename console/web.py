@@ -17,13 +17,14 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts.errors import CemsError
+from contracts.emergency import Level
+from contracts.errors import CemsError, ConfigError
 from rules.cases import machine
 from rules.cases.access import Actor
 from rules.cases.machine import Action, Command, Refusal
@@ -32,6 +33,7 @@ from rules.notify.render import stack_link
 from . import auth, db, queries, report
 from .charts import case_charts
 from .db import User, WebSession
+from .emergency import EmergencyDesk, may_declare, report_csv
 from .evidence import EvidenceSource
 from .store import CaseStore, actor_of
 
@@ -52,6 +54,7 @@ class ConsoleContext:
     evidence: EvidenceSource | None = None
     acknowledge: Acknowledger | None = None
     fleet: Callable[[Actor, datetime], Awaitable[list[Any]]] | None = None
+    emergency: EmergencyDesk | None = None
     clock: Clock = lambda: datetime.now(UTC)
 
 
@@ -329,7 +332,122 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         return render(request, "fleet.html", v, rows=rows, unavailable=unavailable, grafana=ctx.grafana_url,
                       link=stack_link)  # fmt: skip
 
+    # -- heavy-pollution emergency responses -------------------------------------------------------
+    def desk() -> EmergencyDesk:
+        if ctx.emergency is None:
+            raise HTTPException(404, "emergency responses are not configured for this console")
+        return ctx.emergency
+
+    async def kafka_call(call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except ConfigError:
+            raise
+        except CemsError as exc:
+            raise HTTPException(503, f"Kafka did not answer: {exc}") from exc
+
+    @app.get("/emergency", response_class=HTMLResponse)
+    async def emergency_list(request: Request, v: UserDep, msg: str = "") -> Response:
+        assert v.user is not None
+        d = desk()
+        responses = await kafka_call(d.responses())
+        return render(request, "emergency.html", v, responses=responses, may_declare=may_declare(actor_of(v.user)),
+                      levels=[lv.value for lv in Level], districts=sorted(d.districts), msg=msg)  # fmt: skip
+
+    @app.get("/api/emergency")
+    async def emergency_api(v: UserDep) -> Response:
+        """The declared responses (latest revision of each), newest first, as JSON."""
+        responses = await kafka_call(desk().responses())
+        return JSONResponse([r.model_dump(mode="json") for r in responses])
+
+    @app.post("/emergency")
+    async def emergency_declare(
+        v: UserDep,
+        level: Annotated[str, Form()],
+        start: Annotated[str, Form()],
+        end: Annotated[str, Form()] = "",
+        districts: Annotated[list[str] | None, Form()] = None,
+        note: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        assert v.user is not None
+        check_csrf(v, csrf)
+        actor = actor_of(v.user)
+        if not may_declare(actor):
+            raise HTTPException(403, "only the monitoring centre (supervisors, admins) declares responses")
+        begin, finish = _parse_time(start), _parse_time(end) if end else None
+        if begin is None or (end and finish is None) or level not in {lv.value for lv in Level}:
+            return _emergency_back("refused: give a level and times as YYYY-MM-DDTHH:MM (Beijing time)")
+        try:
+            made = await kafka_call(
+                desk().declare(actor, Level(level), begin, finish, tuple(districts or ()), note or None, v.now)
+            )
+        except ConfigError as exc:
+            return _emergency_back(f"refused: {exc}")
+        return _emergency_back(f"declared {made.id}")
+
+    @app.post("/emergency/{response_id}/end")
+    async def emergency_end(
+        v: UserDep, response_id: str, at: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = ""
+    ) -> Response:
+        assert v.user is not None
+        check_csrf(v, csrf)
+        actor = actor_of(v.user)
+        if not may_declare(actor):
+            raise HTTPException(403, "only the monitoring centre (supervisors, admins) ends responses")
+        when = _parse_time(at) if at else v.now
+        if when is None:
+            return _emergency_back("refused: give the end as YYYY-MM-DDTHH:MM (Beijing time)")
+        try:
+            revised = await kafka_call(desk().end(actor, response_id, when, v.now))
+        except ConfigError as exc:
+            return _emergency_back(f"refused: {exc}")
+        return _emergency_back(f"ended {revised.id}")
+
+    async def emergency_report(v: Visit, response_id: str) -> tuple[Any, Any]:
+        assert v.user is not None
+        d = desk()
+        response = await kafka_call(d.get(response_id))
+        if response is None:
+            raise HTTPException(404, "no such response")
+        try:
+            result = await d.report(actor_of(v.user), response, v.now)
+        except Exception as exc:
+            log.warning("emergency report %s: %s", response_id, exc)
+            raise HTTPException(503, f"InfluxDB did not answer: {type(exc).__name__}") from exc
+        return response, result
+
+    @app.get("/emergency/{response_id}.csv")
+    async def emergency_report_csv(v: UserDep, response_id: str) -> Response:
+        response, result = await emergency_report(v, response_id)
+        if result is None:
+            raise HTTPException(404, "the report needs InfluxDB (not configured for this console)")
+        disposition = f'attachment; filename="emergency-{response.id}.csv"'
+        return Response(
+            report_csv(result), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition}
+        )
+
+    @app.get("/emergency/{response_id}", response_class=HTMLResponse)
+    async def emergency_report_page(request: Request, v: UserDep, response_id: str) -> Response:
+        response, result = await emergency_report(v, response_id)
+        return render(request, "emergency_report.html", v, response=response, report=result)
+
     return app
+
+
+def _emergency_back(message: str) -> Response:
+    return RedirectResponse("/emergency?" + urlencode({"msg": message}), status_code=303)
+
+
+def _parse_time(text: str) -> datetime | None:
+    """A time from a form, in Beijing time when it has no offset."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=report.BEIJING)
+    return value.astimezone(UTC)
 
 
 def _arg(value: Any) -> str:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from influxdb_client import Point, WritePrecision
 
-from contracts.alerts import AlertEvent, HourlyAverage, HourlyStatus
+from contracts.alerts import AlertEvent, HourlyAverage
 from contracts.reading import Reading
 from contracts.registry import Registry
 
@@ -95,44 +94,3 @@ class PointBuilder:
         if isinstance(signals, list) and signals:
             point = point.field("signals", ", ".join(str(s) for s in signals))
         return point.time(e.at, WritePrecision.S)
-
-
-# -- and back: what the report and the console read ------------------------------------------------
-def hourly_from_row(row: dict[str, Any]) -> HourlyAverage:
-    """An ``hourly`` point read back (pivoted: one row per stack, parameter and hour, its fields
-    as columns) as the ``HourlyAverage`` it was written from."""
-    def num(name: str) -> float | None:
-        value = row.get(name)
-        return None if value is None else float(value)
-
-    return HourlyAverage(
-        enterprise=row["enterprise"],
-        stack=row["stack"],
-        parameter=row["parameter"],
-        hour_start=row["_time"],
-        status=HourlyStatus(row["status"]),
-        valid_minutes=int(row.get("valid_minutes") or 0),
-        o2_converted=bool(row.get("o2_converted")),
-        flag_minutes={
-            k.removeprefix("flag_minutes_"): int(v) for k, v in row.items() if k.startswith("flag_minutes_") and v
-        },
-        mean=num("mean"),
-        converted=num("converted"),
-        limit=num("limit"),
-        o2_mean=num("o2_mean"),
-        reference_o2_pct=num("reference_o2_pct"),
-        emission_kg_h=num("emission_kg_h"),
-    )
-
-
-def hourly_flux(bucket: str, namespace: str, start: datetime, stop: datetime) -> str:
-    """The namespace's hourly averages with an hour start in [start, stop), one row each."""
-
-    def s(v: str) -> str:
-        return json.dumps(v)
-
-    return (
-        f"from(bucket: {s(bucket)}) |> range(start: {start.isoformat()}, stop: {stop.isoformat()})"
-        f' |> filter(fn: (r) => r._measurement == "hourly" and r.ns == {s(namespace)})'
-        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
-    )

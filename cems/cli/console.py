@@ -59,14 +59,20 @@ def serve(
     from cems.logs import setup_logging
     from cems.topics import ensure_topics
     from console.service import run_console
+    from contracts.registry import load_registry
     from contracts.topics import topics
+    from streams.engine import load_engine
+    from streams.settings import StreamSettings
 
     setup_logging(log_level)
     settings = _settings(console_host=host, console_port=port, registry=registry, topic_namespace=namespace)
     if follow:
         ensure_topics(settings.bootstrap, topics(settings.topic_namespace).all())
     token = _influx_token_or_none(settings)
-    raise typer.Exit(code=run_console(settings, database_url(settings, url), token, follow=follow))
+    # the emergency report judges with the worker's rules: the same registry, settings and catalogue
+    stream = StreamSettings()
+    rules = load_engine(load_registry(settings.registry), stream.rules_file, stream.catalogue_file)
+    raise typer.Exit(code=run_console(settings, database_url(settings, url), token, follow=follow, rules=rules))
 
 
 def _influx_token_or_none(settings: ConsoleSettings) -> str | None:

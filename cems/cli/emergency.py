@@ -109,8 +109,9 @@ def report(
     compliant, non-compliant and unverifiable hours and the reduction achieved; for the region
     the reduction per pollutant against the plan's target."""
     from cems.accounts import registry_path
-    from cems.emergency import current, read_hourly, report_window, write_csv
-    from contracts.errors import ConfigError
+    from cems.emergency import current, report_window, write_csv
+    from console.evidence import InfluxEvidence
+    from contracts.errors import ConfigError, InfrastructureError
     from contracts.registry import load_registry
     from rules.emergency_report import ROW_COLUMNS, report_rows, response_report
     from streams.engine import load_engine
@@ -128,9 +129,15 @@ def report(
     ns = namespace or settings.topic_namespace
     now = datetime.now(UTC)
     start, stop = report_window(response, reg.emergency_plan.baseline_days, now)
-    hourly = read_hourly(
-        settings.influx_url, influx_token(settings), settings.influxdb_org, settings.influxdb_bucket, ns, start, stop
+    source = InfluxEvidence(
+        settings.influx_url, influx_token(settings), settings.influxdb_org, settings.influxdb_bucket, ns
     )
+    try:
+        hourly = source.hourly_averages(start, stop)
+    except Exception as exc:  # the client raises urllib3 and ApiException errors
+        raise InfrastructureError(f"reading hourly averages from InfluxDB at {settings.influx_url}: {exc}") from exc
+    finally:
+        source.close()
     result = response_report(engine.profiles, engine.settings, response, hourly, until=now)
     table = Table(title=f"{response.id}: {response.level.value}, {_scope(response.districts)}, {_span(response)}")
     for col in ("enterprise", "facility", "requirement", "compliant h", "non-compliant h", "unverifiable h"):

@@ -18,7 +18,10 @@ app = typer.Typer()
 def simulate(
     scenario: Annotated[
         str,
-        typer.Option(help="scenario name (simulators/scenarios: baseline, faults, limit-hugging, demo) or YAML file"),
+        typer.Option(
+            help="scenario name (simulators/scenarios: baseline, faults, limit-hugging, demo, electricity, "
+            "emergency) or YAML file"
+        ),
     ] = "baseline",
     registry: RegistryOption = None,
     protocol: Annotated[
@@ -30,8 +33,11 @@ def simulate(
     ] = None,
     duration_min: Annotated[int | None, typer.Option(help="minutes of event time (default: the scenario's)")] = None,
     count: Annotated[
-        int | None, typer.Option(help="number of stacks; more than the registry clones its stacks")
+        int | None, typer.Option(help="number of stacks; more than the registry clones its stacks (no meters)")
     ] = None,
+    meters: Annotated[
+        bool, typer.Option(help="simulate the facilities' electricity meters too (--no-meters: stacks only)")
+    ] = True,
     step_s: Annotated[int, typer.Option(help="seconds between two readings of one stack")] = 60,
     out: Annotated[Path | None, typer.Option(help="also write every message to this file (for cems replay)")] = None,
     publish: Annotated[bool, typer.Option(help="send to the broker/gateway; --no-publish writes --out only")] = True,
@@ -41,10 +47,15 @@ def simulate(
     """Simulate the fleet's data acquisition devices, with a fault scenario and its ground truth.
 
     Each stack behaves like its industry (load cycle, flow, O2, temperature, humidity,
-    concentrations at reference O2); the scenario adds faults (exceedances, bypass, silence,
-    marks, flat lines, wrong converted values, clock skew, malformed packets, duplicates).
-    Devices publish with their enterprise's MQTT account (QoS 1), as JSON or HJ 212, or push
-    HJ 212 over TCP to the gateway. A progress line shows stacks, rate and errors.
+    concentrations at reference O2); each facility's electricity meter follows it (production
+    power with the load, pollution control on its own schedule). The scenario adds faults
+    (exceedances, bypass, silence, marks, flat lines, wrong converted values, clock skew,
+    malformed packets, duplicates; control facilities off, late or weak; production stopped,
+    limited or cut on paper only; emissions cut) and may declare emergency responses: they are
+    listed here and in --truth-out ("responses"), for `cems emergency declare`. A scenario with
+    responses starts on the hour (its judged hours are whole hours). Devices publish with their
+    enterprise's MQTT account (QoS 1), as JSON or HJ 212, or push HJ 212 over TCP to the
+    gateway. A progress line shows stacks, rate and errors.
 
     Examples:
       cems simulate --scenario faults --speed 60 --protocol hj212
@@ -65,8 +76,8 @@ def simulate(
 
     if protocol not in ("registry", "json", "hj212", "hj212-tcp"):
         raise typer.BadParameter("choose registry, json, hj212 or hj212-tcp", param_hint="--protocol")
-    sc = load_scenario(scenario)
     reg = load_registry(registry or registry_path())
+    sc = load_scenario(scenario).resolved(reg.emergency_plan.baseline_days)
     engine = load_engine(reg)
     minutes = duration_min or sc.duration_min
     step = timedelta(seconds=step_s)
@@ -76,8 +87,10 @@ def simulate(
         # end at (about) now: accelerated runs replay the recent past, real time starts now
         lead = timedelta(minutes=minutes) if publish and speed > 1 else timedelta(0)
         t0 = (datetime.now(UTC) - lead).replace(second=0, microsecond=0)
+        if sc.declared:
+            t0 = t0.replace(minute=0)
     wire = {"registry": None, "json": "json", "hj212": "hj212", "hj212-tcp": "hj212"}[protocol]
-    fleet = Fleet(reg, engine.profiles, sc, t0, seed=seed, protocol=wire, count=count)
+    fleet = Fleet(reg, engine.profiles, sc, t0, seed=seed, protocol=wire, count=count, meters=meters)
     counters = Counters()
     infra = InfraSettings()
     sinks: list[Any] = []
@@ -94,12 +107,19 @@ def simulate(
     if not sinks:
         raise typer.BadParameter("nothing to do: --no-publish needs --out")
     if truth_out is not None:
-        truth_out.write_text(json.dumps(sc.ground_truth(t0, engine.settings), indent=2), encoding="utf-8")
+        truth = sc.ground_truth(t0, engine.settings, engine.profiles)
+        truth_out.write_text(json.dumps(truth, indent=2, ensure_ascii=False), encoding="utf-8")
     steps = int(timedelta(minutes=minutes) / step)
     console.print(
-        f"simulating {len(fleet.devices):,} stacks, scenario {sc.name!r}, {minutes} min of event time from "
-        f"{t0.isoformat()} at speed {speed:g} ({protocol})"
+        f"simulating {len(fleet.devices):,} stacks and {len(fleet.meters):,} meters, scenario {sc.name!r}, "
+        f"{minutes} min of event time from {t0.isoformat()} at speed {speed:g} ({protocol})"
     )
+    for response in sc.responses(t0):
+        end = response.end.isoformat() if response.end else "not ended"
+        console.print(
+            f"emergency response to declare: {response.id} {response.level.value} "
+            f"{', '.join(response.districts) or 'whole zone'} from {response.start.isoformat()} to {end}"
+        )
     started = time.monotonic()
     run(
         fleet, sinks, steps=steps, pacing=Pacing(speed, step) if publish else None, counters=counters,
