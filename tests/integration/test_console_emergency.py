@@ -137,13 +137,15 @@ def test_the_centre_declares_and_ends_others_may_not(rig: Rig) -> None:
     for who in (COKE, _officer_of(districts[0])):  # an enterprise, an officer: not the monitoring centre
         _login(client, who)
         assert 'id="declare"' not in client.get("/emergency").text
-        form = {"level": "orange", "start": "2026-11-20T08:00", "csrf": _csrf(client)}
-        assert client.post("/emergency", data=form, follow_redirects=False).status_code == 403
+        bare = {"level": "orange", "start": "2026-11-20T08:00", "csrf": _csrf(client)}
+        assert client.post("/emergency", data=bare, follow_redirects=False).status_code == 403
     _login(client, "chief")
     assert client.post("/emergency", data={"level": "orange", "start": "2026-11-20T08:00", "csrf": "forged"},
                        follow_redirects=False).status_code == 403  # fmt: skip
-    form = {"level": "orange", "start": "2026-11-20T08:00", "end": "2026-11-20T13:00", "districts": districts,
-            "note": "豫环攻坚办 2026-88", "csrf": _csrf(client)}  # fmt: skip
+    form: dict[str, str | list[str]] = {
+        "level": "orange", "start": "2026-11-20T08:00", "end": "2026-11-20T13:00", "districts": districts,
+        "note": "豫环攻坚办 2026-88", "csrf": _csrf(client),
+    }  # fmt: skip
     made = client.post("/emergency", data=form, follow_redirects=False)
     assert made.status_code == 303 and "declared+20261120T0000Z-orange" in made.headers["location"]
     again = client.post("/emergency", data=form, follow_redirects=False)
