@@ -21,7 +21,7 @@ from functools import lru_cache
 from contracts.hj212 import CN_REALTIME, CRC_START, MAX_DATA_LENGTH, Hj212Error, Hj212Reason, crc_feed, format_time
 from contracts.hj212_data import format_number
 from contracts.parameters import MOLAR_VOLUME_L_MOL, PARAMETERS, Unit
-from contracts.registry import Device, Stack
+from contracts.registry import Device, Meter, Stack
 
 from .models import Sample
 
@@ -56,12 +56,14 @@ def conversion(name: str, unit: Unit) -> Conversion:
         return Conversion(3600)
     if unit == Unit.PA:
         return Conversion(1000)
+    if unit == Unit.MW:
+        return Conversion(1, 1000)
     raise ValueError(f"cannot express {name} in {unit.value}")
 
 
 class _Units:
-    def __init__(self, stack: Stack) -> None:
-        self.declared = stack.parameters
+    def __init__(self, source: Stack | Meter) -> None:
+        self.declared = source.parameters
         self._conversions: dict[str, tuple[Unit, Conversion]] = {}
 
     def get(self, name: str) -> tuple[Unit, Conversion]:
@@ -75,8 +77,9 @@ class _Units:
 class JsonEncoder:
     """A device's realtime JSON reading, as ``json.dumps(doc, separators=(",", ":"))`` writes it."""
 
-    def __init__(self, stack: Stack, device: Device) -> None:
-        self.units = _Units(stack)
+    def __init__(self, units: Stack | Meter, device: Device) -> None:
+        """``units``: whose parameters' units it writes (the stack, or the meter itself)."""
+        self.units = _Units(units)
         self.head = '{"mn":' + json.dumps(device.mn) + ',"time":"'
         self._items: dict[str, tuple[str, str, Conversion]] = {}
 
@@ -119,8 +122,8 @@ class _Hj212Item:
 class Hj212Encoder:
     """A device's realtime data packet (CN 2011, ST 32, Flag 4), framed with its CRC."""
 
-    def __init__(self, stack: Stack, device: Device) -> None:
-        self.units = _Units(stack)
+    def __init__(self, units: Stack | Meter, device: Device) -> None:
+        self.units = _Units(units)
         self.mn = device.mn
         self.pw = device.hj212_pw or "123456"
         self._mn, self._pw = self.mn.encode("ascii"), self.pw.encode("ascii")

@@ -40,6 +40,7 @@ faults:
   - {type: clock_skew, stack: jy-coat-1-s1, from: 15, to: 17, offset_s: 1800}
 """
 STACKS = len(load_registry().stacks())
+METERS = len(load_registry().facilities())  # every facility's electricity meter publishes too
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
@@ -69,11 +70,11 @@ def test_simulated_fleet_through_the_gateway(
         gateway.start()
     output = simulate(infra, gateway, tmp_path, protocol)
     assert "errors 0" in output
-    expected_readings = STACKS * 30 - 2  # two skewed readings are refused
+    expected_readings = (STACKS + METERS) * 30 - 2  # two skewed readings are refused
     readings = consume_all(infra.kafka_bootstrap, gateway.topics.readings.name, expect=expected_readings)
     letters = consume_all(infra.kafka_bootstrap, gateway.topics.dead_letters.name, expect=7, settle_s=1)
     assert len(readings) == expected_readings, gateway.tail()
-    assert len({(r["stack"], r["event_time"]) for r in readings}) == expected_readings
+    assert len({(r["mn"], r["event_time"]) for r in readings}) == expected_readings
     assert Counter(d["reason"] for d in letters) == {"hj212_crc": 3, "duplicate": 2, "future_timestamp": 2}
     sources = Counter(r["source"] for r in readings)
     if protocol == "hj212-tcp":
