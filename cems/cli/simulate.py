@@ -42,6 +42,10 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="also write every message to this file (for cems replay)")] = None,
     publish: Annotated[bool, typer.Option(help="send to the broker/gateway; --no-publish writes --out only")] = True,
     truth_out: Annotated[Path | None, typer.Option(help="write the scenario's expected alerts (JSON) here")] = None,
+    responses_out: Annotated[
+        Path | None,
+        typer.Option(help="write the emergency responses the scenario declares here (JSON lines, for cems replay)"),
+    ] = None,
     seed: Annotated[int, typer.Option(help="same seed, same stream")] = 7,
 ) -> None:
     """Simulate the fleet's data acquisition devices, with a fault scenario and its ground truth.
@@ -60,6 +64,8 @@ def simulate(
     Examples:
       cems simulate --scenario faults --speed 60 --protocol hj212
       cems simulate --scenario faults --no-publish --out faults.txt --truth-out truth.json
+      cems simulate --scenario emergency --no-publish --out em.txt --truth-out truth.json --responses-out em.jsonl
+      cems replay em.txt --responses em.jsonl
       cems simulate --count 10000 --step-s 1 --duration-min 2 --speed 1
     """
     import json
@@ -109,6 +115,9 @@ def simulate(
     if truth_out is not None:
         truth = sc.ground_truth(t0, engine.settings, engine.profiles)
         truth_out.write_text(json.dumps(truth, indent=2, ensure_ascii=False), encoding="utf-8")
+    if responses_out is not None:
+        lines = "".join(r.model_dump_json() + "\n" for r in sc.responses(t0))
+        responses_out.write_text(lines, encoding="utf-8")
     steps = int(timedelta(minutes=minutes) / step)
     console.print(
         f"simulating {len(fleet.devices):,} stacks and {len(fleet.meters):,} meters, scenario {sc.name!r}, "

@@ -6,13 +6,16 @@ the scenario's fault definitions imply, derived without running the rules."""
 from __future__ import annotations
 
 import functools
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from cems.cli import app
 from contracts.alerts import AlertEvent, AlertEventType
 from contracts.registry import Registry, load_registry
 from ingest.validation import ReadingValidator, ValidationSettings
@@ -49,9 +52,7 @@ def replay(name: str, registry_path: Path | None = None) -> tuple[dict[str, Any]
     driver = ReplayDriver(engine)
     for reading in readings:
         while responses and responses[0].declared_at <= reading.event_time:
-            response = responses.pop(0)
-            for state in driver.states.values():
-                driver.result.events += engine.respond(state, response)[1].events
+            driver.respond(responses.pop(0))  # declared when the run reaches its start
         driver.feed(reading)
     result = driver.finish()
     truth = scenario.ground_truth(START, engine.settings, engine.profiles)
@@ -98,3 +99,31 @@ def test_emergency_scenario_on_the_small_registry_raises_exactly_its_ground_trut
     assert compare(truth, events) == []
     complying = {e.stack for e in events if e.kind.value == "emergency_noncompliance"}
     assert not complying & {"jy-cement-1-s1", "jy-cement-1-s3", "jy-gas-1-s1"}
+
+
+def test_simulate_to_a_file_then_replay_it_gives_the_emergency_ground_truth(tmp_path: Path) -> None:
+    """The pure path with the commands: `cems simulate --no-publish` writes the messages, the
+    ground truth and the responses; `cems replay --responses` judges them (the responses held
+    from the start, as the report of a past response does)."""
+    out, truth_path, responses = tmp_path / "em.txt", tmp_path / "truth.json", tmp_path / "responses.jsonl"
+    registry = str(EMERGENCY_REGISTRY)
+    done = CliRunner().invoke(
+        app,
+        ["simulate", "--scenario", "emergency", "--registry", registry, "--no-publish", "--out", str(out),
+         "--truth-out", str(truth_path), "--responses-out", str(responses), "--start", "2026-03-02T00:00:00+00:00"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "emergency response to declare: sim-orange-1 orange" in done.output
+    assert len(out.read_text().splitlines()) == 1980 * 15  # 6 stacks and 9 meters, a day and 9 hours
+    events = tmp_path / "events.jsonl"
+    done = CliRunner().invoke(
+        app, ["replay", str(out), "--registry", registry, "--responses", str(responses), "--out", str(events)]
+    )
+    assert done.exit_code == 0, done.output
+    truth = json.loads(truth_path.read_text())
+    assert truth["responses"][0]["start"] == "2026-03-03T00:00:00Z"
+    found = [AlertEvent.model_validate_json(line) for line in events.read_text().splitlines()]
+    assert compare(truth, found) == []
+    assert {e.stack for e in found if e.kind.value == "emergency_noncompliance"} == {
+        "jy-coke-1-s1", "jy-steel-1-s1", "jy-coat-1-s1"
+    }  # fmt: skip
