@@ -11,7 +11,10 @@ Signals and their confidence:
 - ``scrubber_bypass_signature`` (0.6): after wet desulphurisation, the stack too hot or too dry
   while the unit runs (flue gas going round the scrubber);
 - ``dilution`` (0.5): O2 rising to ``dilution_o2_pct`` from a lower baseline while raw
-  concentrations fall below ``dilution_drop_ratio`` of theirs.
+  concentrations fall below ``dilution_drop_ratio`` of theirs;
+- ``production_without_flow`` (0.7): a metered production facility on the stack at normal load
+  (``electricity.normal_load_ratio``) while the stack's flow is under ``electricity.no_flow_ratio``
+  of its baseline (before one is learnt: at most ``electricity.zero_flow_m3_s``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from contracts.alerts import AlertEvent, AlertKind, Severity
+from contracts.registry import FacilityRole
 
 from .aggregation import MINUTE
 from .alerts import activate, deactivate
@@ -32,6 +36,7 @@ SIGNALS = (
     "flow_collapse_under_load",
     "scrubber_bypass_signature",
     "dilution",
+    "production_without_flow",
 )
 BASELINE_PARAMETERS = ("flow", "o2", "so2", "nox", "pm", "nmhc", "temperature", "humidity")
 _NO_RUNS = dict.fromkeys(SIGNALS, 0)
@@ -108,6 +113,21 @@ def signals(
                 drops[name] = {"value": round(value, 3), "baseline": round(base, 3)}
         if drops:
             out["dilution"] = (0.5, {"o2_pct": round(o2, 2), "baseline_o2_pct": round(base_o2, 2), "falling": drops})
+    if flow is not None and profile.facilities:
+        es = settings.electricity
+        if flow < es.no_flow_ratio * base_flow if base_flow else flow <= es.zero_flow_m3_s:
+            producing = {
+                f.id: round(kw, 3)
+                for f in profile.facilities
+                if f.role is FacilityRole.PRODUCTION and (kw := values.get(f.key)) is not None
+                and es.at_normal_load(f, kw)
+            }  # fmt: skip
+            if producing:
+                base = None if base_flow is None else round(base_flow, 3)
+                out["production_without_flow"] = (
+                    0.7,
+                    {"flow_m3_s": round(flow, 3), "baseline_flow_m3_s": base, "production_kw": producing},
+                )
     return out
 
 

@@ -102,7 +102,13 @@ class ElectricitySettings(_Strict):
     production_off_minutes: int = Field(default=15, ge=1)
     #: stack flow under this share of its baseline while production is at normal load: a bypass signal
     no_flow_ratio: float = Field(default=0.1, gt=0, lt=1)
+    #: ... or, before a flow baseline is learnt, at or under this flow (m3/s)
+    zero_flow_m3_s: float = Field(default=0.5, ge=0)
     hold_down_s: int = Field(default=600, ge=0)
+
+    def at_normal_load(self, facility: FacilityProfile, kw: float) -> bool:
+        """Whether a facility drawing ``kw`` is at normal load (production) or normal operation."""
+        return kw >= self.normal_load_ratio * facility.normal_kw
 
 
 class EmergencySettings(_Strict):

@@ -75,14 +75,25 @@ class Mark:
 
 @dataclass
 class FacilityRun:
-    """What the electricity rules know of one metered facility (``rules.electricity``)."""
+    """What the electricity rules know of one metered facility (``rules.electricity``): its state
+    in the last minute its meter gave a valid power, and (control facilities) the runs of minutes
+    its rules count."""
 
-    #: whether it ran in the last minute its meter reported a valid power (None: never reported)
+    #: whether it ran in that minute (None: its meter never gave a valid power)
     running: bool | None = None
-    #: the minute it entered that state
+    #: the first minute known in that state
     since: int | None = None
-    #: the last minute its meter reported a valid power
+    #: it entered that state from the other one (a start or stop seen), not first seen in it
+    changed: bool = False
+    #: the last minute its meter gave a valid power, and that power (kW)
     last_minute: int | None = None
+    kw: float | None = None
+    #: treatment_off: the first minute of the run and its minutes (0: no run)
+    off_since: int | None = None
+    off_minutes: int = 0
+    #: control_underpowered: the same
+    low_since: int | None = None
+    low_minutes: int = 0
 
 
 @dataclass
@@ -90,10 +101,13 @@ class ElectricityState:
     """Per stack: its metered facilities, and the counters of the electricity rules."""
 
     facilities: dict[str, FacilityRun] = field(default_factory=dict)
-    #: rule -> facility (or "" for the stack) -> consecutive minutes the condition held
-    runs: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: production_off_emitting: the first minute of the run and its minutes (0: no run)
+    idle_since: int | None = None
+    idle_minutes: int = 0
     #: facility -> the last time its meter reported (event time, epoch s)
     meter_last_seen: dict[str, int] = field(default_factory=dict)
+    #: the stack's ``closed_until`` when the meters' silence was last judged
+    meters_judged_at: int | None = None
 
 
 @dataclass
