@@ -24,7 +24,8 @@ from contracts.reading import Reading
 from rules.state import StackState
 
 MAGIC = b"CS"
-STATE_FORMAT_VERSION = 1
+#: 2 added ``electricity`` and ``emergency`` (facilities' power, held emergency responses)
+STATE_FORMAT_VERSION = 2
 #: the version number a changelog record written as a bare pickle counts as
 LEGACY_PICKLE = 0
 
@@ -46,7 +47,13 @@ def encode_state(state: StackState) -> bytes:
     return _HEADER + _encoder.encode(state)
 
 
+def _read_current(body: bytes) -> StackState:
+    return _decoder.decode(body)
+
+
 def _read_v1(body: bytes) -> StackState:
+    """Format 1 is format 2 without ``electricity`` and ``emergency``: they start empty (their
+    dataclasses' defaults), as for a stack that never had a meter reading or a response."""
     return _decoder.decode(body)
 
 
@@ -58,7 +65,7 @@ def _read_legacy_pickle(raw: bytes) -> StackState:
 
 
 #: format version -> reader of the bytes after the header
-READERS: dict[int, Callable[[bytes], StackState]] = {1: _read_v1}
+READERS: dict[int, Callable[[bytes], StackState]] = {1: _read_v1, 2: _read_current}
 
 
 def state_format(raw: bytes) -> int:

@@ -17,11 +17,11 @@ from rules.state import StackState
 from streams.codec import MAGIC, STATE_FORMAT_VERSION, StateFormatError, decode_state, encode_state, state_format
 from tests.rulekit import T0, profile, reading
 
-#: the shape of StackState that format 1 stores (msgspec's JSON Schema of it, hashed).
+#: the shape of StackState that each format stores (msgspec's JSON Schema of it, hashed).
 #: When this test fails, StackState changed: raise STATE_FORMAT_VERSION in streams/codec.py,
 #: give the old version a reader that converts it, note it in docs/changelog.md, and record
 #: the new shape here.
-SHAPES = {1: "a5f99d03bc34"}
+SHAPES = {1: "a5f99d03bc34", 2: "f322edecf749"}
 
 
 def shape() -> str:
@@ -58,6 +58,20 @@ def test_a_state_reads_back_exactly_and_says_its_version() -> None:
     assert encode_state(back) == raw
 
 
+def test_a_format_1_state_is_read_with_empty_electricity_and_emergency() -> None:
+    """Format 1 (before facilities and emergency responses): the same record without the two
+    fields; read, they start empty, and the state is written back in the current format."""
+    state = busy_state()
+    body = msgspec.msgpack.decode(encode_state(state)[4:])
+    del body["electricity"], body["emergency"]
+    v1 = MAGIC + (1).to_bytes(2, "big") + msgspec.msgpack.encode(body)
+    assert state_format(v1) == 1
+    back = decode_state(v1, "s1")
+    assert back == state  # busy_state has no meters and no response: empty is what it holds
+    assert back.electricity.facilities == {} and back.emergency.responses == {}
+    assert state_format(encode_state(back)) == STATE_FORMAT_VERSION == 2
+
+
 def test_a_state_pickled_by_an_earlier_release_is_read() -> None:
     state = busy_state()
     legacy = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)  # what the changelog held before
@@ -68,8 +82,8 @@ def test_a_state_pickled_by_an_earlier_release_is_read() -> None:
 def test_a_state_from_a_newer_release_is_refused_naming_the_stack_and_the_versions() -> None:
     raw = encode_state(busy_state())
     future = MAGIC + (STATE_FORMAT_VERSION + 1).to_bytes(2, "big") + raw[4:]
-    with pytest.raises(StateFormatError, match=r"stack s1: its stored state is format 2, written by a newer release; "
-                       r"this release reads formats \[1\] and legacy pickles"):  # fmt: skip
+    with pytest.raises(StateFormatError, match=r"stack s1: its stored state is format 3, written by a newer release; "
+                       r"this release reads formats \[1, 2\] and legacy pickles"):  # fmt: skip
         decode_state(future, "s1")
 
 
