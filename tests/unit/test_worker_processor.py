@@ -11,13 +11,15 @@ from itertools import count
 
 import pytest
 
+from contracts.emergency import Action, Level
 from contracts.reading import Reading, RejectReason
+from contracts.registry import Measure
 from rules.engine import DetectionEngine, Output
 from rules.state import StackState
 from rules.watermark import Watermark
 from streams.codec import decode_state, encode_state
 from streams.processor import BatchProcessor, Kind, Record
-from tests.rulekit import T0, profile, reading_of
+from tests.rulekit import T0, emergency_profile, emergency_response, facility_profile, profile, reading_of
 
 VALUES = {"flow": 100.0, "temperature": 50.0, "humidity": 10.0, "o2": 6.0, "so2": 20.0, "nox": 30.0, "pm": 4.0}
 STACKS = {0: ["s1", "s2"], 1: ["s3"]}
@@ -181,3 +183,29 @@ def test_each_partition_is_judged_at_its_own_event_time(partition: int) -> None:
     state = decode_state(table.data[fast], fast)
     assert len(state.open_minutes) <= 7  # the grace period's worth, not three hours
     assert state.hours_closed_until == int((T0 + timedelta(hours=2)).timestamp())
+
+
+def test_a_declared_response_reaches_every_stack_of_its_partition() -> None:
+    """Each revision is written to every partition (``cems.emergency.publish``): the copy on a
+    partition is held by that partition's stacks it concerns; a record that is not a response is
+    a dead letter."""
+    limit = Measure(facility="b1", action=Action.LIMIT, limit_pct=50)
+    eng = DetectionEngine({
+        s: emergency_profile(s, facilities=[facility_profile("b1")], reduction={Level.ORANGE: [limit]})
+        for stacks in STACKS.values() for s in stacks
+    })  # fmt: skip
+    proc, table = processor(eng), Table()
+    response = emergency_response(T0, T0 + timedelta(hours=6))
+    result = proc.process(
+        [rec(Kind.RESPONSE, response.model_dump_json().encode(), response.id, partition=0),
+         rec(Kind.RESPONSE, b'{"id": "r2"}', "r2", partition=1)],
+        table.get,
+    )  # fmt: skip
+    table.data.update(result.writes)
+    assert result.responses == 1
+    assert sorted(result.writes) == ["s1", "s2"]  # partition 0's stacks; s3 (partition 1) untouched
+    for stack in ("s1", "s2"):
+        held = decode_state(table.data[stack], stack).emergency.responses
+        assert list(held) == ["r1"] and held["r1"].level == "orange"
+    ((partition, letter),) = result.dead_letters
+    assert partition == 1 and letter.reason is RejectReason.SCHEMA
