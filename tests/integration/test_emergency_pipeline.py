@@ -103,10 +103,10 @@ def test_the_emergency_scenario_raises_exactly_its_ground_truth(
     gateway.start()
     worker.start()
     sink.start()
-    declare = ["emergency", "declare", "--namespace", ns, "--registry", str(REGISTRY_FILE), "--id", response.id,
-               "--level", response.level.value, "--start", response.start.isoformat(), "--by", "test centre"]  # fmt: skip
     assert response.end is not None
-    declare += ["--end", response.end.isoformat()]
+    declare = ["emergency", "declare", "--namespace", ns, "--registry", str(REGISTRY_FILE), "--id", response.id,
+               "--level", response.level.value, "--by", "test centre", "--start", response.start.isoformat(),
+               "--end", response.end.isoformat()]  # fmt: skip
     for district in response.districts:
         declare += ["--district", district]
     assert f"declared {response.id}" in cems(*declare, env=env)
