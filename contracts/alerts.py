@@ -36,6 +36,16 @@ class AlertKind(StrEnum):
     EMERGENCY_NONCOMPLIANCE = "emergency_noncompliance"  # a reduction measure not met in an hour
 
 
+#: the kinds the electricity rules raise (rules/electricity.py)
+ELECTRICITY_KINDS = (
+    AlertKind.TREATMENT_OFF,
+    AlertKind.CONTROL_LATE_START,
+    AlertKind.CONTROL_EARLY_STOP,
+    AlertKind.CONTROL_UNDERPOWERED,
+    AlertKind.PRODUCTION_OFF_EMITTING,
+)
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"

@@ -1,10 +1,10 @@
-"""The monitoring centre's dashboards: overview, stack detail, compliance, data quality and
-bypass watch. `cems dashboards generate` writes them to
+"""The monitoring centre's dashboards: overview, stack detail, compliance, data quality, bypass
+watch, and electricity use with the emergency response. `cems dashboards generate` writes them to
 dashboards/json/, which Grafana provisions."""
 
 from __future__ import annotations
 
-from contracts.alerts import AlertKind
+from contracts.alerts import ELECTRICITY_KINDS, AlertKind
 
 from . import flux
 from .model import (
@@ -527,5 +527,53 @@ def bypass_watch() -> Dashboard:
     )
 
 
+# -- electricity use and emergency response ----------------------------------------------------------
+def electricity_emergency() -> Dashboard:
+    where = flux.fleet()
+    return Dashboard(
+        uid="cems-electricity",
+        title="Electricity use and emergency response",
+        description="Production and pollution-control facilities' power (分表计电), the alerts it raises, and "
+        "heavy-pollution emergency measures not met.",
+        variables=FLEET,
+        time_from="now-2d",
+        links=LINKS,
+        items=[
+            _table(
+                "Electricity alerts",
+                flux.episodes(where, ELECTRICITY_KINDS),
+                "Pollution control off while production runs (treatment_off), started late or stopped early, "
+                "far below its normal power at normal load; every producer off while the stack emits.",
+                overrides=EPISODE_COLUMNS,
+            ),
+            _series(
+                "Facility power",
+                flux.facility_power(where),
+                "Active power (kW) of each metered facility: production follows its load; a pollution-control "
+                "facility near zero while its production runs is switched off.",
+                unit="kwatt",
+                width=24,
+                height=9,
+            ),
+            _table(
+                "Emergency non-compliance",
+                flux.episodes(where, (AlertKind.EMERGENCY_NONCOMPLIANCE,)),
+                "Each facility's run of hours in which its emergency reduction measure was not met (stop, limit, "
+                "cut against the baseline); the reason gives required and measured values.",
+                overrides=EPISODE_COLUMNS,
+                width=16,
+            ),
+            _table(
+                "Non-compliant hours by facility",
+                flux.noncompliant_hours(where),
+                "Hours in which a facility's emergency measure was not met, in the time range; `cems emergency "
+                "report` and the console give the full report with required and measured values.",
+                width=8,
+                sort="noncompliant_hours",
+            ),
+        ],
+    )
+
+
 def all_dashboards() -> list[Dashboard]:
-    return [overview(), stack_detail(), compliance(), data_quality(), bypass_watch()]
+    return [overview(), stack_detail(), compliance(), data_quality(), bypass_watch(), electricity_emergency()]

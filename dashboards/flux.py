@@ -506,6 +506,34 @@ from(bucket: {BUCKET})
 """
 
 
+def facility_power(where: str) -> str:
+    """Each metered facility's active power (kW), averaged over the display interval."""
+    return f"""
+from(bucket: {BUCKET})
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "reading" and {where} and r._field == "power" and exists r.facility)
+  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)
+  |> group(columns: ["facility"])
+  |> sort(columns: ["_time"])
+"""
+
+
+def noncompliant_hours(where: str) -> str:
+    """Hours in which an emergency measure was not met, per enterprise and facility: each such hour
+    opens or updates the facility's ``emergency_noncompliance`` alert once."""
+    return f"""
+from(bucket: {BUCKET})
+  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+  |> filter(fn: (r) => r._measurement == "alert" and {where} and r.kind == "{AlertKind.EMERGENCY_NONCOMPLIANCE.value}"
+      and (r.event == "opened" or r.event == "updated") and r._field == "alert_id")
+  |> group(columns: ["enterprise", "parameter"])
+  |> count()
+  |> group()
+  |> map(fn: (r) => ({{enterprise: r.enterprise, facility: r.parameter, noncompliant_hours: r._value}}))
+  |> sort(columns: ["noncompliant_hours", "enterprise", "facility"], desc: true)
+"""
+
+
 def tag_values(tag: str, where: str) -> str:
     return f"""
 import "date"
