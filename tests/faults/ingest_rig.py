@@ -38,9 +38,12 @@ from tests.integration.helpers import GatewayProcess, consume_all, free_port
 
 def scaled_registry(path: Path, copies: int, interval_s: int = 1) -> Path:
     """The sample registry with each stack cloned ``copies`` times (own ids and MNs), every
-    stack reporting each ``interval_s``: a fleet large enough to load the pipeline."""
+    stack reporting each ``interval_s``: a fleet large enough to load the pipeline. Stacks only:
+    the facilities (and the reduction lists naming them) exhaust to stack ids no clone has."""
     doc = yaml.safe_load(SAMPLE_REGISTRY.read_text(encoding="utf-8"))
     for ent in doc["enterprises"]:
+        ent.pop("facilities", None)
+        ent.pop("emergency", None)
         stacks = []
         for stack in ent["stacks"]:
             for k in range(copies):
