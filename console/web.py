@@ -465,12 +465,7 @@ def _back(case_id: int, message: str) -> Response:
 
 def _parse_deadline(text: str) -> datetime | None:
     """A date or datetime from the form, in Beijing time when it has no offset."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=report.BEIJING)
-    if len(text) <= 10:  # a date: the end of that day
+    value = _parse_time(text)
+    if value is not None and len(text) <= 10:  # a date: the end of that day
         value = value + timedelta(hours=23, minutes=59)
-    return value.astimezone(UTC)
+    return value

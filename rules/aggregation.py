@@ -11,7 +11,7 @@ above ``o2_not_convertible_pct``: the unit is not running).
 from __future__ import annotations
 
 from contracts.alerts import HourlyAverage, HourlyStatus
-from contracts.reading import DataFlag, Reading
+from contracts.reading import Reading
 
 from .alerts import ts
 from .config import RuleSettings, StackProfile, meter_key
@@ -37,14 +37,15 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
         return False
     buckets = state.open_minutes.setdefault(minute, {})
     invalid = settings.invalid_flags
-    if reading.facility is not None:
-        _add_meter_reading(state, reading.facility, reading, buckets, invalid, t)
-        return True
-    last_seen = state.param_last_seen
+    # a facility meter's values go into the same minute under ``<facility>/<parameter>``; they do
+    # not count as the stack reporting (its silence is still a gap)
+    meter = reading.facility
+    last_seen = state.param_last_seen if meter is None else state.electricity.meter_last_seen
     for name, m in reading.values.items():
-        b = buckets.get(name)
+        key = name if meter is None else meter_key(meter, name)
+        b = buckets.get(key)
         if b is None:
-            b = buckets[name] = MinuteBucket()
+            b = buckets[key] = MinuteBucket()
         if m.flag in invalid:
             b.n_invalid += 1
             b.flags[m.flag.value] = b.flags.get(m.flag.value, 0) + 1
@@ -60,42 +61,17 @@ def add_reading(state: StackState, reading: Reading, settings: RuleSettings) -> 
             if m.zs is not None:
                 b.zs_total += m.zs
                 b.zs_n += 1
-        prev = last_seen.get(name)
+        seen_as = name if meter is None else meter
+        prev = last_seen.get(seen_as)
         if prev is None or t > prev:
-            last_seen[name] = t
+            last_seen[seen_as] = t
+    if meter is not None:
+        return True
     if state.last_seen is None or t > state.last_seen:
         state.last_seen = t
     if state.first_seen is None or t < state.first_seen:
         state.first_seen = t
     return True
-
-
-def _add_meter_reading(
-    state: StackState,
-    facility: str,
-    reading: Reading,
-    buckets: dict[str, MinuteBucket],
-    invalid: frozenset[DataFlag],
-    t: int,
-) -> None:
-    """A facility meter's values go into the same minute under ``<facility>/<parameter>``; they
-    do not count as the stack reporting (its silence is still a gap)."""
-    for name, m in reading.values.items():
-        key = meter_key(facility, name)
-        b = buckets.get(key)
-        if b is None:
-            b = buckets[key] = MinuteBucket()
-        if m.flag in invalid:
-            b.n_invalid += 1
-            b.flags[m.flag.value] = b.flags.get(m.flag.value, 0) + 1
-        else:
-            b.total += m.value
-            b.n_valid += 1
-            b.vmin = min(b.vmin, m.value)
-            b.vmax = max(b.vmax, m.value)
-    seen = state.electricity.meter_last_seen
-    if t > seen.get(facility, t - 1):
-        seen[facility] = t
 
 
 def close_minute(state: StackState, minute: int) -> dict[str, Minute]:

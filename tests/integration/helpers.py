@@ -223,3 +223,20 @@ def prometheus_samples(port: int) -> dict[str, float]:
         if m:
             out[m.group(1)] = float(m.group(2))
     return out
+
+
+def pipeline(ns: str, unique: str, folder: Path, env: dict[str, str]) -> tuple[CemsProcess, CemsProcess, CemsProcess]:
+    """A gateway, a worker (event-time watermark) and a sink of their own, in namespace ``ns``,
+    logging into ``folder`` (not started)."""
+    gateway = CemsProcess(
+        ["gateway", "--namespace", ns, "--client-id", f"gw-{unique}", "--tcp-port", "0", "--metrics-port", "0"],
+        folder / "gateway.log", b'"gateway running"', env,
+    )  # fmt: skip
+    worker = CemsProcess(
+        ["worker", "--namespace", ns, "--app-id", f"detect-{unique}", "--watermark", "event"],
+        folder / "worker.log", b"[^Worker]: Ready", env,
+    )  # fmt: skip
+    sink = CemsProcess(
+        ["sink", "--namespace", ns, "--group", f"sink-{unique}"], folder / "sink.log", b"sink running", env
+    )
+    return gateway, worker, sink

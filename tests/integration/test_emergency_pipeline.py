@@ -30,7 +30,7 @@ from rules.emergency_report import response_report
 from simulators.truth import compare
 from streams.engine import load_engine
 
-from .helpers import CemsProcess, consume_all, infra_env
+from .helpers import consume_all, infra_env, pipeline
 
 pytestmark = pytest.mark.integration
 REGISTRY_FILE = REPO_ROOT / "tests" / "data" / "emergency-registry.yaml"
@@ -87,17 +87,7 @@ def test_the_emergency_scenario_raises_exactly_its_ground_truth(
     expected_kinds = {a["kind"] for a in truth["alerts"]}
     assert expected_kinds == {AlertKind.EMERGENCY_NONCOMPLIANCE.value}, truth["alerts"]
 
-    gateway = CemsProcess(
-        ["gateway", "--namespace", ns, "--client-id", f"gw-{unique}", "--tcp-port", "0", "--metrics-port", "0"],
-        tmp_path / "gateway.log", b'"gateway running"', env,
-    )  # fmt: skip
-    worker = CemsProcess(
-        ["worker", "--namespace", ns, "--app-id", f"detect-{unique}", "--watermark", "event"],
-        tmp_path / "worker.log", b"[^Worker]: Ready", env,
-    )  # fmt: skip
-    sink = CemsProcess(
-        ["sink", "--namespace", ns, "--group", f"sink-{unique}"], tmp_path / "sink.log", b"sink running", env
-    )
+    gateway, worker, sink = pipeline(ns, unique, tmp_path, env)
     for proc in (gateway, worker, sink):
         request.addfinalizer(proc.stop)
     gateway.start()

@@ -30,7 +30,7 @@ from dashboards.grafana import ALL, Range, render
 from rules.replay import ReplayDriver
 from streams.engine import load_engine
 
-from .helpers import CemsProcess, Publisher, consume_all, count_records, infra_env
+from .helpers import Publisher, consume_all, count_records, infra_env, pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -96,18 +96,7 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
         # publishing pace here, within ~40 event minutes, so its gap opens before minute 150
         "CEMS_WATERMARK_IDLE_S": "2",
     }
-    gateway = CemsProcess(
-        ["gateway", "--namespace", ns, "--client-id", f"gw-{unique}",
-         "--tcp-port", "0", "--metrics-port", "0"],
-        tmp_path / "gateway.log", b'"gateway running"', env,
-    )  # fmt: skip
-    worker = CemsProcess(
-        ["worker", "--namespace", ns, "--app-id", f"detect-{unique}", "--watermark", "event"],
-        tmp_path / "worker.log", b"[^Worker]: Ready", env,
-    )  # fmt: skip
-    sink = CemsProcess(
-        ["sink", "--namespace", ns, "--group", f"sink-{unique}"], tmp_path / "sink.log", b"sink running", env
-    )
+    gateway, worker, sink = pipeline(ns, unique, tmp_path, env)
     for proc in (gateway, worker, sink):
         request.addfinalizer(proc.stop)
     t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
