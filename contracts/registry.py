@@ -299,7 +299,7 @@ class Enterprise(_Strict):
                     problems.append((at, f"no facility {treated!r} in enterprise {self.id!r}"))
                 elif other.role is not FacilityRole.PRODUCTION:
                     problems.append((at, f"{treated!r} is not a production facility"))
-                elif other.stack != fac.stack:
+                elif other.stack != fac.stack and other.stack in stacks:  # (an unknown stack is reported above)
                     msg = f"{treated!r} exhausts to {other.stack!r}, not to {fac.stack!r} where {fac.id!r} treats"
                     problems.append((at, msg))
         if self.emergency is not None:

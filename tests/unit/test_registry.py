@@ -218,3 +218,143 @@ def test_wrong_version_and_missing_file(tmp_path: Path) -> None:
         load_registry(_write(tmp_path, data))
     with pytest.raises(ConfigError, match="registry file not found"):
         load_registry(tmp_path / "absent.yaml")
+
+
+# -- facilities, meters and reduction lists (format 2) ----------------------------------------------------
+P1 = "enterprises[jy-power-1]"
+
+
+def _facility(i: int, key: str, value: Any) -> Callable[[Data], None]:
+    def change(data: Data) -> None:
+        data["enterprises"][0]["facilities"][i][key] = value
+
+    return change
+
+
+def _measure(level: str, i: int, **values: Any) -> Callable[[Data], None]:
+    def change(data: Data) -> None:
+        data["enterprises"][0]["emergency"]["levels"][level][i] = {
+            "facility": "jy-power-1-boiler1", "action": "cut", "cut_pct": 10, **values
+        }  # fmt: skip
+
+    return change
+
+
+def _meter_mn_of_a_stack_device(data: Data) -> None:
+    data["enterprises"][0]["facilities"][1]["meter"]["mn"] = S1_MN
+
+
+def _version_1(data: Data) -> None:
+    data["version"] = 1
+
+
+FACILITY_CASES: list[tuple[str, Callable[[Data], None], list[str]]] = [
+    (
+        "a facility on a stack of another enterprise",
+        _facility(0, "stack", "jy-power-2-s1"),
+        [f"{P1}.facilities[jy-power-1-boiler1].stack: no stack 'jy-power-2-s1' in enterprise 'jy-power-1'"],
+    ),
+    (
+        "a control facility treating a control facility",
+        _facility(1, "treats", ["jy-power-1-fgd1"]),
+        [f"{P1}.facilities[jy-power-1-scr1].treats[0]: 'jy-power-1-fgd1' is not a production facility"],
+    ),
+    (
+        "a control facility treating production on another stack",
+        _facility(0, "stack", "jy-power-1-s2"),
+        [
+            f"{P1}.facilities[jy-power-1-{c}].treats[0]: 'jy-power-1-boiler1' exhausts to 'jy-power-1-s2', not to "
+            f"'jy-power-1-s1' where 'jy-power-1-{c}' treats"
+            for c in ("scr1", "fgd1", "esp1")
+        ],
+    ),
+    (
+        "a control type said to be production",
+        _facility(1, "role", "production"),
+        [
+            f"{P1}.facilities[jy-power-1-scr1].type: a scr is not a production facility",
+            f"{P1}.facilities[jy-power-1-scr1].treats: only a control facility treats others",
+        ],
+    ),
+    (
+        "normal power not above the running threshold",
+        _facility(0, "normal_kw", 200),
+        [f"{P1}.facilities[jy-power-1-boiler1].normal_kw: normal_kw 200 must be above running_kw 200"],
+    ),
+    (
+        "a facility with a stack's id",
+        _facility(3, "id", "jy-power-1-s2"),
+        [
+            f"{P1}.facilities[jy-power-1-s2].id: duplicate id 'jy-power-1-s2' (facility and stack ids are one "
+            "namespace)",
+        ],
+    ),
+    (
+        "a meter with a stack device's MN",
+        _meter_mn_of_a_stack_device,
+        [f"{P1}.facilities[jy-power-1-scr1].meter.mn: duplicate MN '{S1_MN}' (also on 'jy-power-1-s1')"],
+    ),
+    (
+        "a meter reporting a stack parameter",
+        _facility(0, "meter", {"mn": "M1", "parameters": {"power": "kW", "so2": "mg/m3"}}),
+        [
+            f"{P1}.facilities[jy-power-1-boiler1].meter.parameters.so2: not a meter parameter; a meter reports "
+            "current, energy, power"
+        ],
+    ),
+    (
+        "a limit on a control facility",
+        _measure("red", 0, facility="jy-power-1-fgd1", action="limit", limit_pct=50, cut_pct=None),
+        [f"{P1}.emergency.levels.red[0].action: a limit measure applies to production, 'jy-power-1-fgd1' is control"],
+    ),
+    (
+        "a cut without its percentage, with a limit's",
+        _measure("orange", 0, cut_pct=None, limit_pct=50),
+        [
+            f"{P1}.emergency.levels.orange[0].limit_pct: limit_pct belongs to a limit measure, not cut",
+            f"{P1}.emergency.levels.orange[0].cut_pct: a cut measure needs cut_pct",
+        ],
+    ),
+    (
+        "a cut of a pollutant the stack does not measure",
+        _measure("orange", 0, pollutants=["nmhc"]),
+        [
+            f"{P1}.emergency.levels.orange[0].pollutants[0]: 'nmhc' is not measured on stack 'jy-power-1-s1': its "
+            "emission cannot be judged"
+        ],
+    ),
+    (
+        "a measure for a facility the enterprise does not have",
+        _measure("yellow", 0, facility="jy-coke-1-oven1"),
+        [f"{P1}.emergency.levels.yellow[0].facility: no facility 'jy-coke-1-oven1' in enterprise 'jy-power-1'"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), [c[1:] for c in FACILITY_CASES], ids=[c[0] for c in FACILITY_CASES])
+def test_every_facility_problem_names_the_enterprise_facility_and_key(
+    tmp_path: Path, change: Callable[[Data], None], expected: list[str]
+) -> None:
+    assert _problems(tmp_path, change) == expected
+
+
+def test_facilities_need_format_2_and_a_format_1_file_without_them_still_loads(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, _version_1)
+    assert f"{P1}.facilities[jy-power-1-boiler1]: facilities need registry version 2" in problems
+    assert f"{P1}.emergency: a reduction list needs registry version 2" in problems
+    data = _sample()
+    data["version"] = 1
+    for ent in data["enterprises"]:
+        ent.pop("facilities", None)
+        ent.pop("emergency", None)
+    reg = load_registry(_write(tmp_path, data))
+    assert reg.version == 1 and reg.facilities() == [] and len(reg.stacks()) == len(load_registry().stacks())
+
+
+def test_meter_index_names_each_meter_its_facility_and_stack() -> None:
+    reg = load_registry()
+    index = reg.meter_index()
+    assert len(index) == len(reg.facilities()) == 14
+    ent, fac, stack = index["41900100019103JYE"]
+    assert (ent.id, fac.id, stack.id) == ("jy-power-1", "jy-power-1-fgd1", "jy-power-1-s1")
+    assert not set(index) & set(reg.device_index())
