@@ -77,7 +77,40 @@ def postgres_url(postgres: InfraSettings) -> Iterator[str]:
     drop_database(postgres, name)
 
 
+#: every ``unique`` suffix handed out in this session: its Kafka topics are deleted at the end
+_UNIQUES: list[str] = []
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique suffix for topic, group and client names, so runs never collide."""
-    return uuid.uuid4().hex[:10]
+    suffix = uuid.uuid4().hex[:10]
+    _UNIQUES.append(suffix)
+    return suffix
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_the_sessions_topics() -> Iterator[None]:
+    """Delete the Kafka topics this session's tests made (their names carry a ``unique``
+    suffix): a broker kept across many runs would otherwise gather thousands of partitions and
+    run out of file descriptors. Topics of other sessions and the ``cems`` namespace are left."""
+    yield
+    if not _UNIQUES:
+        return
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=InfraSettings().kafka_bootstrap, client_id="cems-tests-cleanup", request_timeout_ms=30000
+        )
+    except KafkaError:
+        return  # no broker was needed (a unit-test run)
+    try:
+        names = [t for t in admin.list_topics() if any(u in t for u in _UNIQUES)]
+        for i in range(0, len(names), 100):
+            admin.delete_topics(names[i : i + 100])
+    except KafkaError as exc:  # cleanup only: the tests' results stand
+        print(f"\ndeleting the session's Kafka topics failed: {exc}")
+    finally:
+        admin.close()

@@ -54,8 +54,8 @@ def subset_registry(path: Path) -> Path:
     for ent in doc["enterprises"]:
         stacks = [s for s in ent["stacks"] if s["id"] in STACKS]
         if stacks:
-            ent = {k: v for k, v in ent.items() if k not in ("facilities", "emergency")}
-            keep.append({**ent, "stacks": stacks})
+            stacks_only = {k: v for k, v in ent.items() if k not in ("facilities", "emergency")}
+            keep.append({**stacks_only, "stacks": stacks})
     doc["enterprises"] = keep
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     return path
