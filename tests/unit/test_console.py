@@ -173,3 +173,27 @@ def test_charts_and_form_parsing() -> None:
     assert [_local(u) for u in ("/cases?x=1", "//evil.example", "https://evil.example", "/\\evil")] == [
         "/cases?x=1", "/cases", "/cases", "/cases",
     ]  # fmt: skip
+
+
+def test_electricity_and_emergency_alerts_open_cases_under_the_default_policy(tmp_path: Path) -> None:
+    """The default case policy opens a case for treatment_off and emergency_noncompliance at once
+    (an officer must act on both); the case names the facility."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'console.db'}")
+    migrate.upgrade(engine)
+    store = CaseStore(engine, CasePolicy(), directory(REGISTRY))
+    start = datetime(2026, 12, 1, 2, tzinfo=UTC)
+    events = [
+        event(0, start).model_copy(update={"kind": kind, "parameter": facility, "alert_id": f"{kind.value}-1"})
+        for kind, facility in (
+            (AlertKind.TREATMENT_OFF, "jy-power-1-fgd1"),
+            (AlertKind.EMERGENCY_NONCOMPLIANCE, "jy-power-1-boiler1"),
+        )
+    ]
+    feed(store, *events)
+    with store.session() as s:
+        cases = {(c.kind, c.title) for c in s.scalars(select(db.Case))}
+    engine.dispose()
+    assert cases == {
+        ("treatment_off", "#1 boiler stack: treatment off of jy-power-1-fgd1"),
+        ("emergency_noncompliance", "#1 boiler stack: emergency noncompliance of jy-power-1-boiler1"),
+    }
