@@ -67,15 +67,21 @@ class GatewayProcess:
 
     def end_session(self, secrets: SecretStore) -> None:
         """Discard the broker's persistent session of this test gateway (it would keep queueing)."""
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
-        client.username_pw_set(self.infra.mqtt_platform_user, secrets.mqtt_password(self.infra.mqtt_platform_user))
-        connected: queue.Queue[Any] = queue.Queue()
-        client.on_connect = lambda c, u, f, rc, p: connected.put(rc)
-        client.connect(self.infra.host, self.infra.mqtt_port, keepalive=10, clean_start=True)
-        client.loop_start()
-        connected.get(timeout=10)
-        client.disconnect()
-        client.loop_stop()
+        end_mqtt_session(self.infra, secrets, self.client_id)
+
+
+def end_mqtt_session(infra: InfraSettings, secrets: SecretStore, client_id: str) -> None:
+    """Discard the broker's persistent session of a platform client (a test gateway's): left
+    behind, it would queue every later publish until it expires."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(infra.mqtt_platform_user, secrets.mqtt_password(infra.mqtt_platform_user))
+    connected: queue.Queue[Any] = queue.Queue()
+    client.on_connect = lambda c, u, f, rc, p: connected.put(rc)
+    client.connect(infra.host, infra.mqtt_port, keepalive=10, clean_start=True)
+    client.loop_start()
+    connected.get(timeout=10)
+    client.disconnect()
+    client.loop_stop()
 
 
 class Publisher:
@@ -225,11 +231,15 @@ def prometheus_samples(port: int) -> dict[str, float]:
     return out
 
 
-def pipeline(ns: str, unique: str, folder: Path, env: dict[str, str]) -> tuple[CemsProcess, CemsProcess, CemsProcess]:
+def pipeline(
+    request: Any, infra: InfraSettings, secrets: SecretStore, ns: str, unique: str, folder: Path, env: dict[str, str]
+) -> tuple[CemsProcess, CemsProcess, CemsProcess]:
     """A gateway, a worker (event-time watermark) and a sink of their own, in namespace ``ns``,
-    logging into ``folder`` (not started)."""
+    logging into ``folder`` (not started); stopped after the test (``request``: pytest's), and
+    the gateway's broker session ended."""
+    client_id = f"gw-{unique}"
     gateway = CemsProcess(
-        ["gateway", "--namespace", ns, "--client-id", f"gw-{unique}", "--tcp-port", "0", "--metrics-port", "0"],
+        ["gateway", "--namespace", ns, "--client-id", client_id, "--tcp-port", "0", "--metrics-port", "0"],
         folder / "gateway.log", b'"gateway running"', env,
     )  # fmt: skip
     worker = CemsProcess(
@@ -239,4 +249,7 @@ def pipeline(ns: str, unique: str, folder: Path, env: dict[str, str]) -> tuple[C
     sink = CemsProcess(
         ["sink", "--namespace", ns, "--group", f"sink-{unique}"], folder / "sink.log", b"sink running", env
     )
+    request.addfinalizer(lambda: end_mqtt_session(infra, secrets, client_id))  # runs last
+    for proc in (gateway, worker, sink):
+        request.addfinalizer(proc.stop)
     return gateway, worker, sink

@@ -87,9 +87,7 @@ def test_the_emergency_scenario_raises_exactly_its_ground_truth(
     expected_kinds = {a["kind"] for a in truth["alerts"]}
     assert expected_kinds == {AlertKind.EMERGENCY_NONCOMPLIANCE.value}, truth["alerts"]
 
-    gateway, worker, sink = pipeline(ns, unique, tmp_path, env)
-    for proc in (gateway, worker, sink):
-        request.addfinalizer(proc.stop)
+    gateway, worker, sink = pipeline(request, infra, secrets, ns, unique, tmp_path, env)
     gateway.start()
     worker.start()
     sink.start()

@@ -99,9 +99,7 @@ def test_scenario_alerts_exactly_once_through_a_worker_crash(
         # publishing pace here, within ~40 event minutes, so its gap opens before minute 150
         "CEMS_WATERMARK_IDLE_S": "2",
     }
-    gateway, worker, sink = pipeline(ns, unique, tmp_path, env)
-    for proc in (gateway, worker, sink):
-        request.addfinalizer(proc.stop)
+    gateway, worker, sink = pipeline(request, infra, secrets, ns, unique, tmp_path, env)
     t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
     publishers = {
         ent: Publisher(infra, secrets, ent, f"dev-{ent}-{unique}") for ent in {index[s][0].id for s in STACKS}
