@@ -9,6 +9,7 @@ revision of each id (``contracts.emergency.latest``). The topic is compacted by 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -47,11 +48,15 @@ def publish(bootstrap: str, topic: TopicSpec, response: EmergencyResponse, timeo
             producer.produce(topic.name, key=key, value=value, partition=partition)
         producer.commit_transaction(timeout_s)
     except KafkaException as exc:
+        # an open transaction would hold read_committed readers of the topic until it times out
+        with contextlib.suppress(KafkaException):
+            producer.abort_transaction(timeout_s)
         raise InfrastructureError(f"kafka at {bootstrap}: writing {response.id} to {topic.name} failed: {exc}") from exc
 
 
 def read_all(bootstrap: str, topic: TopicSpec, timeout_s: float = 30.0) -> list[EmergencyResponse]:
-    """Every committed revision on the topic, in partition then offset order."""
+    """Every committed revision, in offset order. Each is on every partition: partition 0 holds
+    them all."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -67,7 +72,7 @@ def read_all(bootstrap: str, topic: TopicSpec, timeout_s: float = 30.0) -> list[
             return out  # nothing declared yet in this namespace
         ends: dict[int, int] = {}
         parts = []
-        for p in range(topic.partitions):
+        for p in (0,):  # every revision is on every partition
             low, high = consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=timeout_s)
             if high > low:
                 ends[p] = high

@@ -331,11 +331,52 @@ def unjudgeable_limits(enterprise: Enterprise, stack: Stack, catalogue: LimitsCa
     return problems
 
 
+#: the pollutants a cut applies to when its measure names none: those the stack has a limit for
+CUT_POLLUTANTS = ("so2", "nox", "pm", "nmhc")
+
+
+def unjudgeable_measures(enterprise: Enterprise, stack: Stack, catalogue: LimitsCatalogue) -> list[str]:
+    """Cut measures on ``stack`` that could never be judged, as ``<where>: <why>`` lines: the
+    emission rate (kg/h) is computed for pollutants with a limit, from the flow and temperature."""
+    if enterprise.emergency is None:
+        return []
+    on_stack = {f.id for f in enterprise.facilities if f.stack == stack.id}
+    limits = stack_limits(catalogue.industries.get(enterprise.industry), stack)
+    limited = {p for p in limits if p in computable(stack.parameters)}
+    problems = []
+    for level, measures in enterprise.emergency.levels.items():
+        for i, m in enumerate(measures):
+            if m.action.value != "cut" or m.facility not in on_stack:
+                continue
+            where = f"enterprises[{enterprise.id}].emergency.levels.{level.value}[{i}]"
+            named = m.pollutants or [p for p in CUT_POLLUTANTS if p in limited]
+            if not named:
+                problems.append(
+                    f"{where}: a cut on stack {stack.id!r} judges no pollutant: it has no limit for "
+                    f"{', '.join(CUT_POLLUTANTS)}; name the pollutants"
+                )
+            for p in named:
+                if p not in limited:
+                    problems.append(
+                        f"{where}.pollutants: {p!r} has no limit on stack {stack.id!r}: its emission rate is not "
+                        "computed, so the cut could never be judged"
+                    )
+            if "temperature" not in stack.parameters:
+                problems.append(
+                    f"{where}: stack {stack.id!r} reports no temperature: its emission rate (standard dry flow) "
+                    "cannot be computed"
+                )
+    return problems
+
+
 def profiles(registry: Registry, catalogue: LimitsCatalogue) -> dict[str, StackProfile]:
     """Every stack's profile; a ``ConfigError`` naming the registry file, the enterprise, the
-    stack and the key when a limit could never be judged (``unjudgeable_limits``)."""
+    stack and the key when a limit or a cut measure could never be judged (``unjudgeable_limits``,
+    ``unjudgeable_measures``)."""
     problems = [
-        f"{registry.source}: {line}" for e, s in registry.stacks() for line in unjudgeable_limits(e, s, catalogue)
+        f"{registry.source}: {line}"
+        for e, s in registry.stacks()
+        for line in (*unjudgeable_limits(e, s, catalogue), *unjudgeable_measures(e, s, catalogue))
     ]
     if problems:
         raise ConfigError("\n".join(problems))

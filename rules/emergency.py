@@ -69,12 +69,10 @@ from contracts.registry import FacilityRole, Measure
 
 from .aggregation import HOUR
 from .alerts import activate, deactivate, ts
-from .config import FacilityProfile, RuleSettings, StackProfile
+from .config import CUT_POLLUTANTS, FacilityProfile, RuleSettings, StackProfile
 from .state import EmergencyState, ResponseHeld, StackState
 
 DAY = 24 * HOUR
-#: the pollutants a cut applies to when its measure names none: those the stack has a limit for
-CUT_POLLUTANTS = ("so2", "nox", "pm", "nmhc")
 #: the hourly mean flow kept beside the emission rates, for the baseline of a stack that must stop
 FLOW = "flow"
 _KIND = AlertKind.EMERGENCY_NONCOMPLIANCE

@@ -46,9 +46,8 @@ from contracts.registry import EmergencyPlan, Measure
 
 from .aggregation import HOUR
 from .alerts import ts
-from .config import RuleSettings, StackProfile
+from .config import CUT_POLLUTANTS, RuleSettings, StackProfile
 from .emergency import (
-    CUT_POLLUTANTS,
     FLOW,
     Check,
     MeasureCheck,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from contracts.alerts import AlertEvent, AlertEventType
 from contracts.emergency import Action
 from contracts.registry import FacilityRole, Measure
-from rules.config import FacilityProfile, RuleSettings, StackProfile
+from rules.config import CUT_POLLUTANTS, FacilityProfile, RuleSettings, StackProfile
 
 from .models import (
     SHAPES,
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 #: the ground truth to call it: the noise of an hour's mean is far smaller
 MARGIN = 0.03
 #: pollutants a cut applies to when its measure names none (those of the stack with a limit)
-CUT_POLLUTANTS = ("so2", "nox", "pm", "nmhc")
 HOUR = timedelta(hours=1)
 
 

@@ -120,12 +120,12 @@ def report(
     from .common import influx_token
 
     reg = load_registry(registry or registry_path())
-    engine = load_engine(reg)
+    settings = StreamSettings()
+    engine = load_engine(reg, settings.rules_file, settings.catalogue_file)  # the worker's rules
     bootstrap, topic = _kafka(namespace)
     response = current(bootstrap, topic).get(response_id)
     if response is None:
         raise ConfigError(f"no response {response_id!r} in {topic.name}; `cems emergency list` shows them")
-    settings = StreamSettings()
     ns = namespace or settings.topic_namespace
     now = datetime.now(UTC)
     start, stop = report_window(response, reg.emergency_plan.baseline_days, now)

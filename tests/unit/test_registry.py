@@ -358,3 +358,28 @@ def test_meter_index_names_each_meter_its_facility_and_stack() -> None:
     ent, fac, stack = index["41900100019103JYE"]
     assert (ent.id, fac.id, stack.id) == ("jy-power-1", "jy-power-1-fgd1", "jy-power-1-s1")
     assert not set(index) & set(reg.device_index())
+
+
+def test_a_cut_that_could_never_be_judged_is_refused_naming_the_measure(tmp_path: Path) -> None:
+    """Emission rates are computed for pollutants with a limit, from flow and temperature: a cut of
+    a pollutant without a limit, or on a stack without temperature, could never be judged."""
+    from contracts.yamlfile import load_yaml_mapping
+    from rules.config import CATALOGUE_PATH, parse_catalogue, profiles
+
+    catalogue = parse_catalogue(load_yaml_mapping(CATALOGUE_PATH))
+    data = _sample()
+    data["enterprises"][0]["emergency"]["levels"]["orange"][0]["pollutants"] = ["so2", "o2"]
+    del _stack(data)["parameters"]["temperature"]
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        profiles(load_registry(path), catalogue)
+    no_temperature = (
+        "stack 'jy-power-1-s1' reports no temperature: its emission rate (standard dry flow) cannot be computed"
+    )
+    assert str(info.value).splitlines() == [
+        f"{path}: {P1}.emergency.levels.orange[0].pollutants: 'o2' has no limit on stack 'jy-power-1-s1': its "
+        "emission rate is not computed, so the cut could never be judged",
+        f"{path}: {P1}.emergency.levels.orange[0]: {no_temperature}",
+        f"{path}: {P1}.emergency.levels.yellow[0]: {no_temperature}",  # (the file's keys are sorted)
+    ]
+    profiles(load_registry(), catalogue)  # the sample's cuts can all be judged
