@@ -65,6 +65,7 @@ from typing import Any
 
 from contracts.alerts import AlertEvent, AlertKind, HourlyAverage, Severity
 from contracts.emergency import Action, EmergencyResponse, Level
+from contracts.reading import DataFlag
 from contracts.registry import FacilityRole, Measure
 
 from .aggregation import HOUR
@@ -75,6 +76,7 @@ from .state import EmergencyState, ResponseHeld, StackState
 DAY = 24 * HOUR
 #: the hourly mean flow kept beside the emission rates, for the baseline of a stack that must stop
 FLOW = "flow"
+STOPPED = DataFlag.STOPPED.value
 _KIND = AlertKind.EMERGENCY_NONCOMPLIANCE
 _LEVEL_RANK = {level: rank for rank, level in enumerate(Level)}
 
@@ -333,11 +335,29 @@ def on_response(
     return []
 
 
+def as_judged(averages: Mapping[str, HourlyAverage], settings: RuleSettings) -> Mapping[str, HourlyAverage]:
+    """The hour as the checks see it: a stack whose flow was flagged stopped (F) for at least
+    ``min_valid_minutes`` of the hour (the unit is down, its analysers say so) emits nothing:
+    flow 0 and emission rates 0, instead of an hour without valid data (unverifiable)."""
+    flow = averages.get(FLOW)
+    if flow is None or flow.mean is not None or flow.flag_minutes.get(STOPPED, 0) < settings.min_valid_minutes:
+        return averages
+    out = dict(averages)
+    for name, avg in averages.items():
+        if name == FLOW:
+            out[name] = avg.model_copy(update={"mean": 0.0})
+        elif avg.limit is not None:  # a pollutant whose emission rate is computed
+            out[name] = avg.model_copy(update={"emission_kg_h": 0.0})
+    return out
+
+
 def on_hour_closed(
     state: StackState, profile: StackProfile, settings: RuleSettings, hour: int, averages: dict[str, HourlyAverage]
 ) -> list[AlertEvent]:
     em = state.emergency
     wanted = history_pollutants(profile)
+    if wanted or em.responses:
+        averages = dict(as_judged(averages, settings))
     if wanted:
         kept = hour_record(averages, wanted)
         if kept:

@@ -52,6 +52,7 @@ from .emergency import (
     Check,
     MeasureCheck,
     Status,
+    as_judged,
     baseline,
     default_pollutants,
     epoch_s,
@@ -191,6 +192,7 @@ def _stack_report(
     start = epoch_s(response.start)
     holding = holds(profile, response)
     wanted = history_pollutants(profile) | set(default_pollutants(profile))
+    hours = {h: as_judged(a, settings) for h, a in hours.items()}
     history = {h: hour_record(a, frozenset(wanted)) for h, a in hours.items() if h < start}
     judged: list[tuple[int, tuple[MeasureCheck, ...]]] = []
     totals = {p: Reduction(p, 0, 0, 0.0, 0.0) for p in default_pollutants(profile)}

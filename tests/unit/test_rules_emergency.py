@@ -713,3 +713,22 @@ def test_report_rows_have_stable_columns() -> None:
     assert (check["check"], check["status"], check["required"], check["measured"], check["unit"]) == (
         "power_limit", "noncompliant", 600.0, 700.0, "kW",
     )  # fmt: skip
+
+
+def test_a_stack_flagged_stopped_for_the_hour_is_stopped_and_emits_nothing() -> None:
+    """A plant that really stops often flags its analysers F (stopped): the hour has no valid flow
+    or emission rate, but it is no unverifiable hour: the stack emits nothing (flow 0, 0 kg/h)."""
+    settings = RuleSettings()
+    prof = emergency_profile(facilities=[BOILER, FGD], reduction={Level.RED: [stop("b1")]})
+    flagged = hour_averages(S, power_kw={"b1": 5.0})
+    flagged["flow"] = flagged["b1/power"].model_copy(
+        update={"parameter": "flow", "mean": None, "valid_minutes": 0, "flag_minutes": {"F": 60}}
+    )
+    judged = emergency.as_judged(flagged, settings)
+    assert judged["flow"].mean == 0.0 and judged["b1/power"].mean == 5.0
+    (check,) = emergency.judge_hour(prof, settings, Level.RED, judged, {"flow": 100.0}, 100.0)
+    assert check.status is emergency.Status.COMPLIANT
+    assert [(c.check, c.measured) for c in check.checks] == [("power_stopped", 5.0), ("stack_stopped", 0.0)]
+    # flagged for fewer than 45 minutes: an hour without enough data, unverifiable as before
+    short = {**flagged, "flow": flagged["flow"].model_copy(update={"flag_minutes": {"F": 30}})}
+    assert emergency.as_judged(short, settings) is short
