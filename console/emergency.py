@@ -70,13 +70,11 @@ class EmergencyDesk:
         plan_days = next(iter(self.profiles.values())).emergency_plan.baseline_days if self.profiles else 1
         start, stop = desk.report_window(response, plan_days, now)
         hourly = await asyncio.to_thread(self.influx.hourly_averages, start, stop)
-        visible = {
-            s: p
-            for s, p in self.profiles.items()
-            if access.can_see(actor, district=p.district, enterprise=p.enterprise)
-        }
+        visible = {s: p for s, p in self.profiles.items() if _sees(actor, p)}
         report = response_report(visible, self.settings, response, hourly, until=now)
-        if actor.role is Role.ENTERPRISE:  # the region's totals are not an enterprise's to see
+        if actor.role in (Role.ENTERPRISE, Role.OFFICER):
+            # the region's totals against the zone's targets are the monitoring centre's: an
+            # officer sees only their districts (not the region), an enterprise only itself
             report = replace(report, region=())
         return report
 

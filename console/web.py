@@ -412,9 +412,9 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             raise HTTPException(404, "no such response")
         try:
             result = await d.report(actor_of(v.user), response, v.now)
-        except Exception as exc:
-            log.warning("emergency report %s: %s", response_id, exc)
-            raise HTTPException(503, f"InfluxDB did not answer: {type(exc).__name__}") from exc
+        except Exception as exc:  # the InfluxDB client raises urllib3 and ApiException errors
+            log.exception("emergency report %s failed", response_id)
+            raise HTTPException(503, f"the report could not be made: {type(exc).__name__}") from exc
         return response, result
 
     @app.get("/emergency/{response_id}.csv")

@@ -513,7 +513,7 @@ from(bucket: {BUCKET})
   |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
   |> filter(fn: (r) => r._measurement == "reading" and {where} and r._field == "power" and exists r.facility)
   |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)
-  |> group(columns: ["facility"])
+  |> group(columns: ["enterprise", "facility"])
   |> sort(columns: ["_time"])
 """
 

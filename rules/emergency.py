@@ -161,7 +161,9 @@ def is_judged(hour: int, start: int, end: int | None, lead_time_s: int) -> bool:
 
 
 def baseline_hours(start: int, hour: int, days: int) -> list[int]:
-    """The hours ``hour - k x 24 h`` in ``[start - days x 24 h, start)``, latest first."""
+    """The hours ``hour - k x 24 h`` in ``[start - days x 24 h, start)``, latest first (``start``
+    taken at its hour: an hour the response began in is not part of its baseline)."""
+    start -= start % HOUR
     first_k = max(1, (hour - start) // DAY + 1)  # the smallest k with hour - k x 24 h < start
     return [h for k in range(first_k, first_k + days) if (h := hour - k * DAY) >= start - days * DAY and h < start]
 

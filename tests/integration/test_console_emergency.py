@@ -204,4 +204,5 @@ def test_the_report_judges_the_stored_hours_as_far_as_each_user_may_see(rig: Rig
         _login(client, _officer_of(mill_d))
         theirs = client.get(f"/emergency/{rid}").text
         assert "jy-cement-1-mill" in theirs and "jy-coke-1-oven1" not in theirs
+        assert 'id="region"' not in theirs  # their districts are not the region
     assert client.get("/emergency/no-such-response").status_code == 404
