@@ -34,7 +34,8 @@ none for the stack-wide rule):
   (``normal_load_ratio`` x its ``normal_kw``), ``underpowered_minutes`` in a row.
 - ``production_off_emitting`` (warning; suspect data or unmetered production): every production
   facility on the stack off while the stack's own minute shows it running
-  (``rules.bypass.unit_running``), ``production_off_minutes`` in a row.
+  (``rules.bypass.unit_running``; before a flow baseline is learnt, a flow above
+  ``zero_flow_m3_s``), ``production_off_minutes`` in a row.
 
 Production at normal load with next to no stack flow is a bypass signal
 (``production_without_flow`` in ``rules.bypass``).
@@ -234,7 +235,12 @@ def _production_off(
     es = settings.electricity
     flow = None if producing else minutes.get("flow")
     if flow is not None and flow.valid and not unknown:
-        holds = unit_running(state, settings, minutes)
+        # running as the bypass rule judges it; before a flow baseline is learnt, more than the
+        # flow taken as none (``zero_flow_m3_s``), not any flow above 0 (noise on a stopped stack)
+        learnt = learnt_baselines(state, settings).get("flow")
+        holds = unit_running(state, settings, minutes) and (
+            learnt is not None or (flow.value or 0.0) > es.zero_flow_m3_s
+        )
     elif producing:
         holds = False
     else:
