@@ -346,6 +346,16 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         except CemsError as exc:
             raise HTTPException(503, f"Kafka did not answer: {exc}") from exc
 
+    def centre(v: Visit, csrf: str) -> Actor:
+        """The monitoring centre's user behind a form that declares or ends a response (a form
+        from elsewhere: 403; anyone else: 403)."""
+        assert v.user is not None
+        check_csrf(v, csrf)
+        actor = actor_of(v.user)
+        if not may_declare(actor):
+            raise HTTPException(403, "only the monitoring centre (supervisors, admins) declares and ends responses")
+        return actor
+
     @app.get("/emergency", response_class=HTMLResponse)
     async def emergency_list(request: Request, v: UserDep, msg: str = "") -> Response:
         assert v.user is not None
@@ -370,11 +380,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         note: Annotated[str, Form()] = "",
         csrf: Annotated[str, Form()] = "",
     ) -> Response:
-        assert v.user is not None
-        check_csrf(v, csrf)
-        actor = actor_of(v.user)
-        if not may_declare(actor):
-            raise HTTPException(403, "only the monitoring centre (supervisors, admins) declares responses")
+        actor = centre(v, csrf)
         begin, finish = _parse_time(start), _parse_time(end) if end else None
         if begin is None or (end and finish is None) or level not in {lv.value for lv in Level}:
             return _emergency_back("refused: give a level and times as YYYY-MM-DDTHH:MM (Beijing time)")
@@ -390,11 +396,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     async def emergency_end(
         v: UserDep, response_id: str, at: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = ""
     ) -> Response:
-        assert v.user is not None
-        check_csrf(v, csrf)
-        actor = actor_of(v.user)
-        if not may_declare(actor):
-            raise HTTPException(403, "only the monitoring centre (supervisors, admins) ends responses")
+        actor = centre(v, csrf)
         when = _parse_time(at) if at else v.now
         if when is None:
             return _emergency_back("refused: give the end as YYYY-MM-DDTHH:MM (Beijing time)")
