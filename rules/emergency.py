@@ -249,20 +249,19 @@ def judge_measure(
     settings: RuleSettings,
     averages: Mapping[str, HourlyAverage],
     baseline: Mapping[str, float],
-    flow_baseline: float | None,
     *,
     stack_stops: bool = False,
 ) -> MeasureCheck:
     """``measure`` (of ``facility``, on ``profile``'s stack) in one hour of ``averages``, against
-    the hour's ``baseline`` emission rates and the stack's learnt ``flow_baseline`` (m3/s);
-    ``stack_stops``: every producer on the stack must stop (``stack_must_stop``)."""
+    the hour's ``baseline``: emission rates (kg/h) and, under ``FLOW``, the mean flow (m3/s) of the
+    baseline hours; ``stack_stops``: every producer on the stack must stop (``stack_must_stop``)."""
     checks: list[Check] = []
     power = _mean(averages, facility.key)
     no_power = f"no valid hourly power of {facility.id}"
     if measure.action is Action.STOP:
         checks.append(_under("power_stopped", "kW", facility.running_kw, power, strict=True, missing=no_power))
         if stack_stops:
-            flow = _mean(averages, "flow")
+            flow, flow_baseline = _mean(averages, FLOW), baseline.get(FLOW)
             bound = None if flow_baseline is None else settings.running_flow_ratio * flow_baseline
             missing = "no valid hourly flow" if flow is None else "no flow in the baseline hours"
             checks.append(_under("stack_stopped", "m3/s", bound, flow, strict=True, baseline=flow_baseline,
@@ -291,7 +290,6 @@ def judge_hour(
     level: Level,
     averages: Mapping[str, HourlyAverage],
     baseline: Mapping[str, float],
-    flow_baseline: float | None,
 ) -> tuple[MeasureCheck, ...]:
     """Every measure of the stack's facilities at ``level`` in one hour, in reduction-list order
     (a facility the profile does not know, which ``rules.config`` never produces: no checks)."""
@@ -302,8 +300,7 @@ def judge_hour(
         if facility is None:
             out.append(MeasureCheck(measure.facility, measure.action, ()))
         else:
-            out.append(judge_measure(facility, measure, profile, settings, averages, baseline, flow_baseline,
-                                     stack_stops=stops))  # fmt: skip
+            out.append(judge_measure(facility, measure, profile, settings, averages, baseline, stack_stops=stops))
     return tuple(out)
 
 
@@ -386,7 +383,7 @@ def _judge(
         r = max(due, key=lambda r: (_LEVEL_RANK[Level(r.level)], r.start, r.id))
         plan_days, min_days = profile.emergency_plan.baseline_days, settings.emergency.min_baseline_days
         base = baseline(em.emission_history, r.start, hour, plan_days, min_days)
-        for mc in judge_hour(profile, settings, Level(r.level), averages, base, base.get(FLOW)):
+        for mc in judge_hour(profile, settings, Level(r.level), averages, base):
             status = mc.status
             if status is Status.NONCOMPLIANT:
                 n = r.noncompliant_hours[mc.facility] = r.noncompliant_hours.get(mc.facility, 0) + 1

@@ -48,7 +48,6 @@ from .aggregation import HOUR
 from .alerts import ts
 from .config import CUT_POLLUTANTS, RuleSettings, StackProfile
 from .emergency import (
-    FLOW,
     Check,
     MeasureCheck,
     Status,
@@ -200,7 +199,7 @@ def _stack_report(
         averages = hours.get(hour, {})
         base = baseline(history, start, hour, plan.baseline_days, settings.emergency.min_baseline_days)
         if holding:
-            judged.append((hour, judge_hour(profile, settings, response.level, averages, base, base.get(FLOW))))
+            judged.append((hour, judge_hour(profile, settings, response.level, averages, base)))
         for p, total in totals.items():
             avg = averages.get(p)
             rate, b = (None if avg is None else avg.emission_kg_h), base.get(p)

@@ -157,7 +157,8 @@ def _judge(measure: Measure, averages: dict[str, HourlyAverage], base: dict[str,
     prof = emergency_profile(facilities=[BOILER, FGD], reduction={Level.ORANGE: [measure]})
     fac = prof.facility(measure.facility)
     assert fac is not None
-    return judge_measure(fac, measure, prof, RuleSettings(), averages, base or {}, flow_base, stack_stops=stack_stops)
+    base = {**(base or {}), **({"flow": flow_base} if flow_base is not None else {})}
+    return judge_measure(fac, measure, prof, RuleSettings(), averages, base, stack_stops=stack_stops)
 
 
 def _rows(mc: emergency.MeasureCheck) -> list[tuple[str, str | None, Status, float | None, float | None]]:
@@ -222,10 +223,10 @@ def test_the_stack_must_stop_only_when_every_producer_on_it_stops() -> None:
     both = emergency_profile(facilities=[BOILER, kiln2, FGD], reduction={Level.RED: [stop("b1"), stop("k2")]})
     one = emergency_profile(facilities=[BOILER, kiln2, FGD], reduction={Level.RED: [stop("b1"), limit("k2", 50)]})
     averages = hour_averages(S, power_kw={"b1": 0.0, "k2": 0.0}, flow=90.0)
-    judged = emergency.judge_hour(both, RuleSettings(), Level.RED, averages, {}, 100.0)
+    judged = emergency.judge_hour(both, RuleSettings(), Level.RED, averages, {"flow": 100.0})
     assert [[c.check for c in mc.checks] for mc in judged] == [["power_stopped", "stack_stopped"]] * 2
     assert [mc.status for mc in judged] == [N, N]  # both meters at 0 kW, but the stack still blows 90 m3/s
-    judged = emergency.judge_hour(one, RuleSettings(), Level.RED, averages, {}, 100.0)
+    judged = emergency.judge_hour(one, RuleSettings(), Level.RED, averages, {"flow": 100.0})
     assert [[c.check for c in mc.checks] for mc in judged] == [["power_stopped"], ["power_limit"]]
     assert [mc.status for mc in judged] == [C, C]
 
@@ -726,7 +727,7 @@ def test_a_stack_flagged_stopped_for_the_hour_is_stopped_and_emits_nothing() -> 
     )
     judged = emergency.as_judged(flagged, settings)
     assert judged["flow"].mean == 0.0 and judged["b1/power"].mean == 5.0
-    (check,) = emergency.judge_hour(prof, settings, Level.RED, judged, {"flow": 100.0}, 100.0)
+    (check,) = emergency.judge_hour(prof, settings, Level.RED, judged, {"flow": 100.0})
     assert check.status is emergency.Status.COMPLIANT
     assert [(c.check, c.measured) for c in check.checks] == [("power_stopped", 5.0), ("stack_stopped", 0.0)]
     # flagged for fewer than 45 minutes: an hour without enough data, unverifiable as before
